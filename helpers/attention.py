@@ -1,0 +1,180 @@
+"""Tools to read a ViT's attention: per-layer maps, the CLS row, rollout, distance, entropy,
+and how much of the CLS token's attention lands on the object.
+
+All functions take the stacked attention weights of one forward pass,
+`attn` of shape (layers, B, heads, T, T), as returned by `get_attention`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+@torch.no_grad()
+def get_attention(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `model` once with the attention switch on; returns (logits, attn).
+
+    attn: (layers, B, heads, T, T). Uses the model's explicit `return_attention=True` path,
+    so the weights cannot silently go missing the way hooks do under fused attention.
+    A timm VisionTransformer (which has no such switch) goes through `get_attention_timm`.
+    """
+    model.eval()
+    if is_timm_vit(model):
+        return get_attention_timm(model, images)
+    logits, attentions = model(images, return_attention=True)
+    if not attentions or any(a is None for a in attentions):
+        raise RuntimeError("the model returned no attention weights for some layer.")
+    return logits, torch.stack(attentions)
+
+
+def fuse_heads(attn: torch.Tensor, how: str | int = "mean") -> torch.Tensor:
+    """(..., heads, T, T) -> (..., T, T): the mean, max or min over heads, or one head (int)."""
+    if isinstance(how, int):
+        return attn[..., how, :, :]
+    if how not in HEAD_FUSIONS:
+        raise ValueError(f"head fusion {how!r} is not an int or one of {HEAD_FUSIONS}.")
+    return getattr(attn, how)(dim=-3) if how == "mean" else getattr(attn, how)(dim=-3).values
+
+
+def rollout(attn: torch.Tensor, head_fusion: str = "mean", residual: bool = True) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each token's information at the
+    input reaches each token at the output, following the attention through every layer.
+
+    attn: (layers, B, heads, T, T) -> (layers, B, T, T): entry l is the rollout up to layer l.
+    With residual=True each layer's matrix is 0.5 * A + 0.5 * I (the skip connection), and
+    every row is renormalized to sum to 1 before multiplying: A_roll(l) = A(l) @ A_roll(l-1).
+    """
+    fused = fuse_heads(attn, head_fusion)  # (L, B, T, T)
+    eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+    out, acc = [], None
+    for a in fused:  # a: (B, T, T)
+        if residual:
+            a = 0.5 * a + 0.5 * eye
+        a = a / a.sum(dim=-1, keepdim=True)  # rows sum to 1 again (max/min fusion breaks it)
+        acc = a if acc is None else a @ acc  # (B, T, T)
+        out.append(acc)
+    return torch.stack(out)
+
+
+def token_map(rows: torch.Tensor, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Attention rows over all T tokens (..., T) -> a map over the patch grid (..., g, g)."""
+    patches = rows[..., num_prefix_tokens:]
+    g = int(round(patches.shape[-1] ** 0.5))
+    if g * g != patches.shape[-1]:
+        raise ValueError(f"{patches.shape[-1]} patch tokens do not form a square grid.")
+    return patches.reshape(*patches.shape[:-1], g, g)
+
+
+def cls_attention(
+    attn: torch.Tensor,
+    layer: int = -1,
+    head: str | int = "mean",
+    num_prefix_tokens: int = 1,
+    query: int = 0,
+) -> torch.Tensor:
+    """What token `query` (default: CLS, index 0) attends to in one layer, as (B, g, g) maps.
+
+    The values are the raw softmax weights on the patches; the rest of the row went to the
+    prefix tokens (CLS itself, registers).
+    """
+    rows = fuse_heads(attn[layer], head)[..., query, :]  # (B, T)
+    return token_map(rows, num_prefix_tokens)
+
+
+def patch_mask(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Pixel masks (B, H, W) -> the fraction of each patch covered by the object, (B, g, g)."""
+    return F.avg_pool2d(masks.float()[:, None], patch_size)[:, 0]
+
+
+def mass_on_object(maps: torch.Tensor, masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Share of the attention (over patches) that lands on patches touching the object, (B,).
+
+    maps: (B, g, g) non-negative; masks: (B, H, W) bool. Uniform attention scores the share
+    of patches that touch the object, so compare with `chance_mass_on_object`.
+    """
+    on = (patch_mask(masks, patch_size) > 0).float()  # (B, g, g)
+    return (maps * on).sum((-2, -1)) / maps.sum((-2, -1)).clamp_min(1e-12)
+
+
+def chance_mass_on_object(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """What `mass_on_object` gives for uniform attention: the share of object patches, (B,)."""
+    return (patch_mask(masks, patch_size) > 0).float().mean((-2, -1))
+
+
+def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of every attention row, (..., T): low = focused, log(T) = uniform."""
+    return -(attn * attn.clamp_min(1e-12).log()).sum(-1)
+
+
+def mean_attention_distance(
+    attn: torch.Tensor, patch_size: int, num_prefix_tokens: int = 1
+) -> torch.Tensor:
+    """Mean distance in pixels between a patch query and the patches it attends to, weighted
+    by attention (the ViT paper's Fig. 7), averaged over queries and images: (layers, heads).
+
+    Only patch-to-patch attention counts; each row is renormalized over the patches.
+    """
+    p = attn[..., num_prefix_tokens:, num_prefix_tokens:]  # (L, B, H, N, N)
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+    g = int(round(p.shape[-1] ** 0.5))
+    ys, xs = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
+    pos = torch.stack([ys.flatten(), xs.flatten()], -1).to(p.dtype) * patch_size  # (N, 2)
+    dist = torch.cdist(pos, pos)  # (N, N) in pixels
+    return (p * dist).sum(-1).mean(dim=(1, 3))  # (L, H)
+
+
+def is_timm_vit(model) -> bool:
+    """True for a timm VisionTransformer (or subclass): it has no `return_attention` switch."""
+    return any(
+        c.__name__ == "VisionTransformer" and c.__module__.startswith("timm.")
+        for c in type(model).__mro__
+    )
+
+
+def _timm_block_attention(block, x: torch.Tensor) -> torch.Tensor:
+    """The softmax weights (B, heads, T, T) of a timm Block's attention on its input x,
+    computed from the block's own parameters (norm1, qkv, q_norm, k_norm, scale)."""
+    if type(block).__name__ != "Block":
+        raise NotImplementedError(
+            f"{type(block).__name__} is not timm's pre-norm Block: get_attention_timm only "
+            f"reads attention from blocks computed as x + attn(norm1(x))."
+        )
+    attn = block.attn
+    needed = ("qkv", "num_heads", "head_dim", "scale", "q_norm", "k_norm")
+    if not all(hasattr(attn, n) for n in needed) or getattr(attn, "gate", None) is not None:
+        raise NotImplementedError(
+            f"{type(attn).__name__} is not timm's plain Attention (fused qkv, optional q/k "
+            f"norm): get_attention_timm cannot read its weights."
+        )
+    h = block.norm1(x)
+    B, T, _ = h.shape
+    qkv = attn.qkv(h).reshape(B, T, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, _ = qkv.unbind(0)  # each (B, nh, T, hs)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    return ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, nh, T, T)
+
+
+@torch.no_grad()
+def get_attention_timm(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`get_attention` for a timm VisionTransformer: (logits, attn (layers, B, heads, T, T)).
+
+    timm's Attention uses the fused kernel, which never materializes the weights (and
+    skips forward hooks on any inner softmax), so this runs the blocks one by one and,
+    before each block, computes that block's attention weights explicitly from its own
+    norm1 / qkv / q_norm / k_norm parameters. The tokens then go through the block itself,
+    so the logits are exactly the model's.
+    """
+    model.eval()
+    x = model.patch_embed(images)
+    x = model._pos_embed(x)
+    x = model.patch_drop(x)
+    x = model.norm_pre(x)
+    attentions = []
+    for block in model.blocks:
+        attentions.append(_timm_block_attention(block, x))
+        x = block(x)
+    logits = model.forward_head(model.norm(x))
+    return logits, torch.stack(attentions)

@@ -1,0 +1,169 @@
+"""The default dataset, "shapes in clutter": made offline, deterministically, from a seed.
+
+Each 32x32 RGB image holds one object (the class: one of six shapes) at a random position
+(on the patch grid), in a random colour, among small distractor blobs of the same colours on a noisy background.
+So colour says nothing and position says nothing: a model must find the object and look
+at its outline. Every image comes with the object's ground-truth mask, against which later
+notebooks score where the CLS token looks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+CLASSES = ("square", "disk", "triangle", "plus", "ring", "cross")
+SPLITS = {"train": (0, 20_000), "val": (1, 2_000), "test": (2, 2_000)}  # split -> (stream, size)
+DEFAULT_SEED = 0
+
+
+def _hsv_to_rgb(h, s, v):
+    """Vectorized HSV -> RGB, all arrays in [0, 1]; returns (..., 3)."""
+    i = np.floor(h * 6).astype(int) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    table = np.stack([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)])
+    table = np.moveaxis(np.asarray(table), 0, -1)  # (3, ..., 6)
+    rgb = np.take_along_axis(table, i[None, ..., None], axis=-1)[..., 0]  # (3, ...)
+    return np.moveaxis(rgb, 0, -1)
+
+
+def _random_colours(rng, n):
+    """n bright, saturated colours as uint8 (n, 3): any hue, for objects and clutter alike."""
+    rgb = _hsv_to_rgb(rng.random(n), rng.uniform(0.55, 1.0, n), rng.uniform(0.7, 1.0, n))
+    return (rgb * 255).astype(np.uint8)
+
+
+def shape_masks(dx, dy, r):
+    """Boolean masks of every class for offsets (dx, dy) from the centre and half-size r.
+
+    Returns (classes, *dx.shape). dx, dy, r broadcast together (pixel units).
+    """
+    adx, ady = np.abs(dx), np.abs(dy)
+    arm = np.maximum(r / 3.2, 0.9)  # half-width of the strokes of plus and cross
+    d2 = dx**2 + dy**2
+    return np.stack(
+        [
+            np.maximum(adx, ady) <= r * 0.85,  # square (shrunk to match the disk's area)
+            d2 <= r**2,  # disk
+            (ady <= r) & (adx <= (dy + r) / 2),  # triangle, apex up
+            ((adx <= arm) & (ady <= r)) | ((ady <= arm) & (adx <= r)),  # plus
+            (d2 <= r**2) & (d2 >= (r * 0.55) ** 2),  # ring
+            (np.abs(adx - ady) <= arm * 1.1) & (np.maximum(adx, ady) <= r * 0.85),  # cross (x)
+        ]
+    )
+
+
+def generate(n: int, seed: int = DEFAULT_SEED, stream: int = 0, size: int = 32):
+    """Make n images; returns (images uint8 (n, 3, size, size), labels (n,), masks (n, size, size)).
+
+    The same (seed, stream, n) gives the same images on every machine (numpy's PCG64).
+    Classes are balanced: exactly n // 6 or n // 6 + 1 of each.
+    """
+    rng = np.random.default_rng([seed, stream])
+    labels = rng.permutation(np.arange(n) % len(CLASSES))
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres, (size, size)
+    img = rng.integers(0, 48, size=(n, size, size, 1), dtype=np.uint8)  # dark noisy background
+    img = np.repeat(img, 3, axis=3) + rng.integers(0, 16, size=(n, 1, 1, 3), dtype=np.uint8)
+
+    num_clutter = rng.integers(5, 11, n)  # 5 to 10 distractor blobs per image
+    for j in range(10):
+        w, h = rng.integers(1, 4, n), rng.integers(1, 4, n)  # 1-3 px wide and tall
+        x0, y0 = rng.integers(0, size - w + 1), rng.integers(0, size - h + 1)
+        blob = (
+            (xx >= x0[:, None, None])
+            & (xx < (x0 + w)[:, None, None])
+            & (yy >= y0[:, None, None])
+            & (yy < (y0 + h)[:, None, None])
+            & (j < num_clutter)[:, None, None]
+        )  # (n, size, size)
+        img = np.where(blob[..., None], _random_colours(rng, n)[:, None, None, :], img)
+
+    r = rng.uniform(4.5, 7.0, n)  # object half-size in pixels
+    # The centre sits on a corner of the 4-pixel patch grid, anywhere from 8 to size - 8 px:
+    # 25 positions on 32x32. A ViT has no built-in invariance to shifts *within* a patch, so
+    # snapping keeps the task learnable in a minute on a CPU (notebook 02 tests off-grid shifts).
+    cx = rng.integers(2, size // 4 - 1, n) * 4.0
+    cy = rng.integers(2, size // 4 - 1, n) * 4.0
+    dx = xx - cx[:, None, None]  # (n, size, size)
+    dy = yy - cy[:, None, None]
+    all_masks = shape_masks(dx, dy, r[:, None, None])  # (classes, n, size, size)
+    masks = all_masks[labels, np.arange(n)]  # (n, size, size)
+    img = np.where(masks[..., None], _random_colours(rng, n)[:, None, None, :], img)
+    images = np.ascontiguousarray(img.transpose(0, 3, 1, 2))  # (n, 3, size, size)
+    return images, labels.astype(np.int64), masks
+
+
+class ShapesDataset(Dataset):
+    """One split of "shapes in clutter": float images in [0, 1], labels, object masks.
+
+    Images are stored as uint8 (3 KB each) and turned into floats per item or per batch.
+    """
+
+    classes = CLASSES
+
+    def __init__(self, split: str = "train", n: int | None = None, seed: int = DEFAULT_SEED):
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r} is not one of {tuple(SPLITS)}.")
+        stream, default_n = SPLITS[split]
+        n = default_n if n is None else n
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}.")
+        self.split, self.seed = split, seed
+        images, labels, masks = [], [], []
+        for start in range(0, n, 5000):  # in chunks, to keep peak memory small
+            i, y, m = generate(min(5000, n - start), seed, stream * 1000 + start // 5000)
+            images.append(i), labels.append(y), masks.append(m)
+        self.images = torch.from_numpy(np.concatenate(images))  # (n, 3, 32, 32) uint8
+        self.labels = torch.from_numpy(np.concatenate(labels))  # (n,) int64
+        self.masks = torch.from_numpy(np.concatenate(masks))  # (n, 32, 32) bool
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i].float() / 255, self.labels[i]
+
+    def batch(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, 32, 32) float in [0, 1] and labels (B,) for a tensor of indices."""
+        return self.images[idx].float() / 255, self.labels[idx]
+
+    def fingerprints(self) -> set[str]:
+        """A hash per image, to check that splits never share an image."""
+        return {hashlib.sha1(im.numpy().tobytes()).hexdigest() for im in self.images}
+
+
+def trivial_baselines(train: ShapesDataset, test: ShapesDataset) -> dict[str, float]:
+    """Test accuracy of linear classifiers that see only colour or only position.
+
+    Features: the mean colour of the image, the object's own colour, the object's centre.
+    Each is fit by least squares on one-hot labels. If the dataset is fair they all score
+    near chance (1 / 6): what decides the class is the object's shape.
+    """
+
+    def features(ds):
+        img = ds.images.float() / 255  # (n, 3, H, W)
+        m = ds.masks.float()[:, None]  # (n, 1, H, W)
+        area = m.sum((2, 3)).clamp(min=1)  # (n, 1)
+        H = ds.masks.shape[-1]
+        coords = (torch.arange(H, dtype=torch.float32) + 0.5) / H
+        cy = (ds.masks.float().sum(2) * coords).sum(1, keepdim=True) / area
+        cx = (ds.masks.float().sum(1) * coords).sum(1, keepdim=True) / area
+        return {
+            "mean image colour": img.mean((2, 3)),
+            "object colour": (img * m).sum((2, 3)) / area,
+            "object position": torch.cat([cx, cy, cx * cy, cx**2, cy**2], 1),
+        }
+
+    f_train, f_test = features(train), features(test)
+    out = {}
+    for name in f_train:
+        X = torch.cat([f_train[name], torch.ones(len(train), 1)], 1).double()
+        Y = torch.nn.functional.one_hot(train.labels, len(CLASSES)).double()
+        W = torch.linalg.lstsq(X, Y).solution
+        Xt = torch.cat([f_test[name], torch.ones(len(test), 1)], 1).double()
+        out[name] = ((Xt @ W).argmax(1) == test.labels).float().mean().item()
+    return out

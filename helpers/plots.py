@@ -1,0 +1,130 @@
+"""Figures for the series: one style, one colormap for attention, big enough to project."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+ATTN_CMAP = "inferno"  # every attention map in the series uses this colormap
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "font.size": 13,
+    "axes.titlesize": 14,
+    "axes.labelsize": 13,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 11,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "image.cmap": ATTN_CMAP,
+}
+
+
+def use_style() -> None:
+    """Apply the series' matplotlib style (call once at the top of a notebook)."""
+    mpl.rcParams.update(STYLE)
+
+
+def to_numpy_image(image) -> np.ndarray:
+    """(C, H, W) tensor in [0, 1] -> (H, W, C) array (or (H, W) for one channel)."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().float().numpy()
+    image = np.clip(np.moveaxis(np.asarray(image), 0, -1), 0, 1)
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def draw_patch_grid(ax, image_size: int, patch_size: int, color="white", lw=0.6, alpha=0.5):
+    """Thin lines at the patch borders over an image drawn with imshow."""
+    for k in range(patch_size, image_size, patch_size):
+        ax.axhline(k - 0.5, color=color, lw=lw, alpha=alpha)
+        ax.axvline(k - 0.5, color=color, lw=lw, alpha=alpha)
+
+
+def show_image(ax, image, title=None, grid: int | None = None):
+    """An image without ticks, optionally with its patch grid (grid = patch size)."""
+    img = to_numpy_image(image)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+    if grid:
+        draw_patch_grid(ax, img.shape[0], grid)
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def show_attention(ax, image, amap, title=None, alpha=0.65, vmax=None, grid=None):
+    """The image, and over it an attention map (g, g) stretched to the image, nearest patch.
+
+    Returns the overlay's AxesImage, for a colorbar (`add_colorbar`).
+    """
+    img = to_numpy_image(image)
+    amap = amap.detach().cpu().numpy() if isinstance(amap, torch.Tensor) else np.asarray(amap)
+    H, W = img.shape[:2]
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+    overlay = ax.imshow(
+        amap,
+        cmap=ATTN_CMAP,
+        alpha=alpha,
+        vmin=0,
+        vmax=vmax if vmax else max(amap.max(), 1e-9),
+        extent=(-0.5, W - 0.5, H - 0.5, -0.5),
+        interpolation="nearest",
+    )
+    if grid:
+        draw_patch_grid(ax, H, grid, alpha=0.25)
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return overlay
+
+
+def add_colorbar(fig, mappable, ax, label="attention weight"):
+    cb = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04)
+    cb.set_label(label)
+    return cb
+
+
+def plot_history(history, title="Training"):
+    """Loss per step (left) and train/val accuracy per epoch (right)."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    loss = np.asarray(history.step_loss)
+    a1.plot(loss, alpha=0.3, color="C0", label="per step")
+    k = max(1, len(loss) // 50)
+    if len(loss) >= k:
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        a1.plot(np.arange(k - 1, len(loss)), smooth, color="C0", label=f"mean of {k} steps")
+    a1.set(xlabel="step", ylabel="cross-entropy loss", title=f"{title}: loss")
+    a1.legend()
+    a2.plot(history.epoch, history.train_acc, "o-", label="train")
+    a2.plot(history.epoch, history.val_acc, "s-", label="validation")
+    a2.set(xlabel="epoch", ylabel="accuracy", title=f"{title}: accuracy", ylim=(0, 1.02))
+    a2.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(cm, classes, title="Confusion matrix (test set)"):
+    """A confusion matrix (true rows, predicted columns) with the counts written in."""
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="images")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Lint, unit tests, every notebook under nbval, and the browser test of the explorer widget.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+echo "==> ruff"
+.venv/bin/ruff check helpers tests notebooks benchmarks
+echo "==> pytest: unit tests, notebooks (nbval), browser test"
+.venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
+  --nbval-cell-timeout=300 -p no:cacheprovider -q "$@"
