@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +189,90 @@ def train(
     bar.close()
     model.eval()
     return hist
+
+
+@torch.no_grad()
+def confusion_matrix(model, dataset, num_classes: int | None = None, batch_size: int = 500):
+    """Counts (classes, classes): row = true class, column = predicted class."""
+    model.eval()
+    device = next(model.parameters()).device
+    k = num_classes or model.head.out_features
+    cm = torch.zeros(k, k, dtype=torch.long)
+    n = len(dataset) if hasattr(dataset, "batch") else len(dataset[1])  # dataset or (x, y)
+    for start in range(0, n, batch_size):
+        x, y = _get_batch(dataset, torch.arange(start, min(n, start + batch_size)))
+        pred = model(x.to(device)).argmax(-1).cpu()
+        cm += torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    return cm
+
+
+def compare_configs(
+    configs: dict,
+    train_data,
+    eval_data,
+    cfg: TrainConfig | None = None,
+    seeds=(0, 1, 2),
+    base: ViTConfig | None = None,
+    progress: bool = False,
+    device: str = "cpu",
+) -> list[dict]:
+    """Train one model per (config, seed) on the same budget and evaluate it on `eval_data`.
+
+    configs: {name: ViTConfig overrides on top of `base`}. The seed sets both the model's
+    initialization and the training order (TrainConfig.seed). Returns one row per run:
+    {"name", "seed", "accuracy", "seconds" (training only), "parameters"}.
+    """
+    cfg = cfg or TrainConfig()
+    rows = []
+    runs = [(name, seed) for name in configs for seed in seeds]
+    bar = tqdm(runs, disable=not progress, desc="runs", unit="run", dynamic_ncols=True)
+    for name, seed in bar:
+        seed_everything(seed)
+        model = VisionTransformer(base, **configs[name])
+        hist = train(
+            model, train_data, None, replace(cfg, seed=seed), progress=False, device=device
+        )
+        rows.append(
+            {
+                "name": name,
+                "seed": seed,
+                "accuracy": evaluate(model, eval_data),
+                "seconds": hist.seconds[-1],
+                "parameters": count_parameters(model),
+            }
+        )
+    return rows
+
+
+def summarize_runs(rows: list[dict], keys=("accuracy", "seconds")) -> list[dict]:
+    """Group rows by "name" (in order of first appearance): mean, std (n-1), min, max per key,
+    the number of runs, and the parameter count (the same for every seed of a config)."""
+    out = []
+    for name in dict.fromkeys(r["name"] for r in rows):
+        group = [r for r in rows if r["name"] == name]
+        s = {"name": name, "runs": len(group), "parameters": group[0]["parameters"]}
+        for key in keys:
+            v = torch.tensor([float(r[key]) for r in group], dtype=torch.float64)
+            s[key] = v.mean().item()
+            s[f"{key}_std"] = v.std().item() if len(v) > 1 else 0.0
+            s[f"{key}_min"], s[f"{key}_max"] = v.min().item(), v.max().item()
+        out.append(s)
+    return out
+
+
+def format_table(summary: list[dict]) -> str:
+    """An aligned text table of `summarize_runs` output (accuracy in %, time in s)."""
+    head = f"{'config':<22} {'runs':>4} {'accuracy % (mean ± std)':>24} {'min–max %':>12} "
+    head += f"{'train s':>12} {'params':>8}"
+    lines = [head, "-" * len(head)]
+    for s in summary:
+        acc = f"{100 * s['accuracy']:.1f} ± {100 * s['accuracy_std']:.1f}"
+        rng = f"{100 * s['accuracy_min']:.1f}–{100 * s['accuracy_max']:.1f}"
+        sec = f"{s['seconds']:.1f} ± {s['seconds_std']:.1f}"
+        lines.append(
+            f"{s['name']:<22} {s['runs']:>4} {acc:>24} {rng:>12} {sec:>12} {s['parameters']:>8,}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv=None) -> dict:

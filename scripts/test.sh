@@ -2,7 +2,6 @@
 # Lint, unit tests, every notebook under nbval, and the browser test of the explorer widget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
 echo "==> ruff"
 .venv/bin/ruff check helpers tests notebooks benchmarks
 echo "==> pytest: unit tests, notebooks (nbval), browser test"
