@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import platform
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +16,22 @@ from .train import pick_device, seed_everything
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 SHIPPED_CHECKPOINT = DATA / "vit_shapes.pt"
+
+
+def available_cpus() -> int:
+    """CPUs this process may really use: its affinity, capped by a cgroup CPU quota.
+
+    On Binder or in a container, os.cpu_count() reports the host's cores (often 16 or more)
+    while the quota allows 1; torch would then start one thread per host core and crawl.
+    """
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:  # cgroup v2: "max 100000" or "<quota> <period>"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n or 1)
 
 
 def start(seed: int = 0, device: str | None = "cpu") -> SimpleNamespace:

@@ -56,3 +56,11 @@ def test_start_seeds_and_finds_the_data(capsys):
     assert ns.device == torch.device("cpu") and ns.data.name == "data"
     assert ns.checkpoint.exists()
     assert "torch" in capsys.readouterr().out
+
+
+def test_available_cpus_is_within_the_machine():
+    import os
+
+    from helpers.notebook import available_cpus
+
+    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
