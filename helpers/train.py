@@ -215,18 +215,25 @@ def compare_configs(
     base: ViTConfig | None = None,
     progress: bool = False,
     device: str = "cpu",
+    done: list[dict] = (),
 ) -> list[dict]:
     """Train one model per (config, seed) on the same budget and evaluate it on `eval_data`.
 
     configs: {name: ViTConfig overrides on top of `base`}. The seed sets both the model's
     initialization and the training order (TrainConfig.seed). Returns one row per run:
     {"name", "seed", "accuracy", "seconds" (training only), "parameters"}.
+    done: rows of runs already made the same way (e.g. a model trained earlier in a notebook);
+    they are kept in their place and not trained again.
     """
     cfg = cfg or TrainConfig()
+    known = {(r["name"], r["seed"]): r for r in done}
     rows = []
     runs = [(name, seed) for name in configs for seed in seeds]
     bar = tqdm(runs, disable=not progress, desc="runs", unit="run", dynamic_ncols=True)
     for name, seed in bar:
+        if (name, seed) in known:
+            rows.append(dict(known[(name, seed)]))
+            continue
         seed_everything(seed)
         model = VisionTransformer(base, **configs[name])
         hist = train(

@@ -1,0 +1,700 @@
+"""Self-checking exercises, learntools-style: `ex.check(answer)`, `ex.hint()`, `ex.solution()`.
+
+A check tests what the answer *does* (shapes, values, gradients, an optimizer step), never
+how it is written. It prints a verdict and returns True or False, so a notebook can also
+`assert` it. Each notebook's exercises are defined at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from IPython.display import Markdown, display
+
+
+class CheckFailed(AssertionError):
+    """Raised inside a check with a message that tells the learner what went wrong."""
+
+
+@dataclass
+class Exercise:
+    name: str
+    checker: Callable  # raises CheckFailed (or any exception) when the answer is wrong
+    hint_text: str
+    solution_text: str  # Markdown, usually a code block
+
+    def check(self, *answer, quiet: bool = False) -> bool:
+        try:
+            self.checker(*answer)
+        except CheckFailed as e:
+            ok, msg = False, f"❌ Not yet: {e}\n\nNeed a nudge? Run `{self.name}.hint()`."
+        except Exception as e:  # the learner's code crashed inside the check
+            ok = False
+            msg = (
+                f"❌ Your code raised {type(e).__name__}: {e}\n\n"
+                f"Need a nudge? Run `{self.name}.hint()`."
+            )
+        else:
+            ok, msg = True, "✅ Correct!"
+        if not quiet:
+            print(msg)
+        return ok
+
+    def hint(self) -> None:
+        print(f"💡 Hint: {self.hint_text}")
+
+    def solution(self) -> None:
+        display(Markdown(self.solution_text))
+
+
+def expect(condition: bool, message: str) -> None:
+    """Fail a check with `message` unless `condition` holds."""
+    if not condition:
+        raise CheckFailed(message)
+
+
+# --- 03 ---
+# 03_attention: masked attention from scratch; a mask that lets CLS read only the object.
+
+
+def _check_masked_attention(masked_attention) -> None:
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 3, 5, 16, generator=g)  # (B, heads, T_q, d): 5 queries
+    k = torch.randn(2, 3, 7, 16, generator=g)  # 7 keys, a different count on purpose
+    v = torch.randn(2, 3, 7, 6, generator=g)  # values may have their own width
+    full = torch.ones(5, 7, dtype=torch.bool)
+    mask = torch.rand(5, 7, generator=g) < 0.5  # (T_q, T_k), True = may attend
+    mask[torch.arange(5), torch.arange(5)] = True  # every query keeps a key
+    mask[0, 5:] = False  # and some keys are surely hidden
+    mask[1, :] = True  # one row is left whole, so the inverted mask leaves it no key
+
+    def run(m):
+        try:
+            return masked_attention(q, k, v, m)
+        except RuntimeError as e:
+            raise CheckFailed(
+                f"a matrix product failed ({e}). The scores are q @ k.transpose(-2, -1): "
+                "(T_q, d) times (d, T_k) gives (T_q, T_k); then weights @ v gives (T_q, d_v). "
+                "Transpose k, not q, and only its last two axes (not .T)."
+            ) from None
+
+    out = run(full)  # first without any masking: the plain attention must be right
+    expect(out is not None, "your function returned None: compute the output and `return` it.")
+    if isinstance(out, tuple):
+        raise CheckFailed("return only the output tensor, not a tuple.")
+    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+    scores = q @ k.transpose(-2, -1)  # (2, 3, 5, 7)
+    if out.shape == scores.shape:
+        raise CheckFailed(
+            f"your output has shape {tuple(out.shape)}, the shape of the attention weights "
+            "(T_q, T_k): multiply the weights by v to mix the values."
+        )
+    want = F.scaled_dot_product_attention(q, k, v)
+    expect(
+        out.shape == want.shape,
+        f"expected shape {tuple(want.shape)} = (..., T_q, d_v), got {tuple(out.shape)}.",
+    )
+    if out.isnan().any():
+        raise CheckFailed(
+            "with a mask that allows everything, the output has NaNs: every key was hidden. "
+            "Did you invert the mask? True means *may attend*: fill the scores where ~mask."
+        )
+    d = q.shape[-1]
+    if not torch.allclose(out, want, atol=1e-5):
+        slips = {
+            "the 1/sqrt(d) scale is missing: divide the scores by math.sqrt(d), d = q.shape[-1].": (
+                scores.softmax(-1) @ v
+            ),
+            "you divided by d; the scale is 1/sqrt(d).": (scores / d).softmax(-1) @ v,
+            "the scale uses the width of v; use d = q.shape[-1] (the width of queries and keys).": (
+                scores / math.sqrt(v.shape[-1])
+            ).softmax(-1)
+            @ v,
+            "the softmax runs over the wrong axis: each query's row of weights must sum to 1, "
+            "so take softmax(dim=-1), over the keys.": (scores / math.sqrt(d)).softmax(-2) @ v,
+            "the softmax is missing: the weights must be positive and sum to 1 over the keys.": (
+                scores / math.sqrt(d)
+            )
+            @ v,
+        }
+        for message, wrong in slips.items():
+            if torch.allclose(out, wrong, atol=1e-5):
+                raise CheckFailed(message)
+        raise CheckFailed(
+            "with nothing masked, the output differs from F.scaled_dot_product_attention "
+            f"(largest difference {(out - want).abs().max().item():.3g}). "
+            "Recompute softmax(q @ k^T / sqrt(d)) @ v step by step."
+        )
+
+    out = run(mask)  # now with keys hidden
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    expect(
+        isinstance(out, torch.Tensor) and out.shape == want.shape,
+        f"with a mask, expected a tensor of shape {tuple(want.shape)} as before.",
+    )
+    if torch.allclose(out, want, atol=1e-5):
+        return
+    s = scores / math.sqrt(d)
+    if out.isnan().any():
+        raise CheckFailed(
+            "the output has NaNs: some query was left with no key, so its softmax is 0/0. "
+            "Did you invert the mask? True means *may attend*: fill the scores where ~mask."
+        )
+    slips = {
+        "the mask is ignored: set the scores of hidden keys to float('-inf') "
+        "(scores.masked_fill(~mask, float('-inf'))) before the softmax.": s.softmax(-1) @ v,
+        "a score of 0 is not hidden (it still gets weight exp(0)): fill with float('-inf').": (
+            s.masked_fill(~mask, 0.0).softmax(-1) @ v
+        ),
+        "you zeroed the weights after the softmax, so the rows no longer sum to 1: "
+        "fill the scores with float('-inf') before the softmax instead.": (s.softmax(-1) * mask)
+        @ v,
+    }
+    for message, wrong in slips.items():
+        if torch.allclose(out, wrong, atol=1e-5):
+            raise CheckFailed(message)
+    raise CheckFailed(
+        "with a mask, the output differs from "
+        "F.scaled_dot_product_attention(q, k, v, attn_mask=mask) "
+        f"(largest difference {(out - want).abs().max().item():.3g}). "
+        "Hide the keys where mask is False, before the softmax."
+    )
+
+
+ex_attention = Exercise(
+    name="ex_attention",
+    checker=_check_masked_attention,
+    hint_text=(
+        "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]); then "
+        "scores = scores.masked_fill(~mask, float('-inf')); then softmax over the last axis "
+        "(the keys), and multiply by v."
+    ),
+    solution_text="""```python
+def masked_attention(q, k, v, mask):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
+    scores = scores.masked_fill(~mask, float("-inf"))  # hidden keys: exp(-inf) = 0
+    return scores.softmax(dim=-1) @ v  # (..., T_q, d_v)
+```""",
+)
+
+
+def _reference_object_only_mask(masks, patch_size: int = 4):
+    import torch
+
+    from .attention import patch_mask
+
+    on = (patch_mask(masks, patch_size) > 0).flatten(1)  # (B, N): patches touching the object
+    B, N = on.shape
+    T = N + 1
+    mask = torch.ones(B, 1, T, T, dtype=torch.bool)
+    mask[:, 0, 0, 1:] = on  # the CLS row: only object patches...
+    return mask  # ...and CLS itself (mask[:, 0, 0, 0] stays True)
+
+
+def _check_object_only_mask(object_only_mask) -> None:
+    import torch
+
+    masks = torch.zeros(3, 32, 32, dtype=torch.bool)
+    masks[0, 2:9, 5:14] = True  # objects of different sizes, not aligned to the patch grid
+    masks[1, 20:31, 1:6] = True
+    masks[2, 13:15, 22:30] = True
+    want = _reference_object_only_mask(masks, 4)  # (3, 1, 65, 65)
+    out = object_only_mask(masks)
+    expect(out is not None, "your function returned None: build the mask and `return` it.")
+    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+    expect(
+        out.dtype == torch.bool,
+        f"the mask must be bool (True = may attend), got {out.dtype}.",
+    )
+    if out.shape == (3, 65, 65):
+        raise CheckFailed(
+            "shape (B, T, T) would line B up with the heads axis of (B, heads, T, T): "
+            "add a heads axis of size 1, e.g. mask[:, None], to get (B, 1, T, T)."
+        )
+    expect(
+        out.shape == want.shape,
+        f"expected shape (B, 1, T, T) = {tuple(want.shape)} (T = 1 + 64 tokens), "
+        f"got {tuple(out.shape)}.",
+    )
+    if torch.equal(out, ~want):
+        raise CheckFailed("the mask is inverted: True must mean *may attend*.")
+    if torch.equal(out, want.transpose(-2, -1)):
+        raise CheckFailed(
+            "you restricted column 0 (who may read CLS). Rows are queries: restrict row 0, "
+            "what CLS may read."
+        )
+    expect(
+        bool(out[:, :, 1:].all()),
+        "only the CLS row (row 0) changes: every patch query keeps reading every token.",
+    )
+    expect(
+        bool(out[:, 0, 0, 0].all()),
+        "CLS must keep attending to itself (mask[:, 0, 0, 0] = True), "
+        "or an image whose object is missing would leave CLS with no key at all.",
+    )
+    got, ref = out[:, 0, 0, 1:], want[:, 0, 0, 1:]
+    if torch.equal(got, ref):
+        return
+    grid = ref.reshape(3, 8, 8)
+    if torch.equal(got, grid.transpose(-2, -1).flatten(1)):
+        raise CheckFailed(
+            "rows and columns of the patch grid are swapped: token 1 + r * 8 + c is the patch "
+            "in grid row r, column c (flatten a (g, g) map row by row)."
+        )
+    from .attention import patch_mask
+
+    cover = patch_mask(masks, 4).flatten(1)
+    for thr in (0.5, 1.0):
+        if torch.equal(got, cover >= thr) or torch.equal(got, cover > thr):
+            raise CheckFailed(
+                "a patch counts as object as soon as any of its pixels is object: "
+                "use patch_mask(masks, 4) > 0, not a larger coverage threshold."
+            )
+    raise CheckFailed(
+        f"the CLS row is wrong on {(got != ref).sum().item()} of {ref.numel()} patch entries: "
+        "CLS may read exactly the patches with patch_mask(masks, 4) > 0."
+    )
+
+
+ex_object_mask = Exercise(
+    name="ex_object_mask",
+    checker=_check_object_only_mask,
+    hint_text=(
+        "Start from torch.ones(B, 1, T, T, dtype=torch.bool); the CLS row is mask[:, 0, 0, :]. "
+        "patch_mask(masks, 4) > 0 gives a (B, 8, 8) map of object patches; .flatten(1) "
+        "turns it into (B, 64) in token order. Keep mask[:, 0, 0, 0] True."
+    ),
+    solution_text="""```python
+def object_only_mask(masks, patch_size=4):
+    on = (patch_mask(masks, patch_size) > 0).flatten(1)  # (B, N)
+    B, N = on.shape
+    mask = torch.ones(B, 1, N + 1, N + 1, dtype=torch.bool)
+    mask[:, 0, 0, 1:] = on  # CLS reads the object patches (and, at [0, 0], itself)
+    return mask
+```""",
+)
+
+
+# --- 01 / 02 ---
+# 01_patches_and_cls_token: prepend the CLS token.
+# 02_positional_encoding: fold the CLS slot of pos_embed into the CLS token; resample a
+# position table to a rectangular grid, keeping the prefix slots apart.
+
+
+def _check_prepend_cls(prepend_cls) -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    B, N, D = 3, 5, 8
+    cls = torch.nn.Parameter(torch.randn(1, 1, D, generator=g))
+    patches = torch.randn(B, N, D, generator=g, requires_grad=True)
+    try:
+        out = prepend_cls(cls, patches)
+    except RuntimeError as e:
+        raise CheckFailed(
+            f"torch raised: {e}. Make the CLS token (B, 1, D) first with "
+            "cls_token.expand(B, -1, -1), then join along the token axis, dim=1 "
+            "(dim 0 is the batch, dim 2 the width D)."
+        ) from None
+    expect(out is not None, "your function returned None: build the sequence and `return` it.")
+    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+    if out.shape in ((B, 1, D), (1, 1, D), (B, D)):
+        raise CheckFailed(
+            f"you returned only the CLS token, shape {tuple(out.shape)}: return the whole "
+            f"sequence, CLS followed by the {N} patch tokens, shape (B, N + 1, D)."
+        )
+    expect(
+        out.shape == (B, N + 1, D),
+        f"for B={B}, N={N}, D={D} expected shape (B, N + 1, D) = {(B, N + 1, D)}, got "
+        f"{tuple(out.shape)}: concatenate along dim=1, the token axis.",
+    )
+    want_cls = cls.detach().expand(B, 1, D)
+    if torch.equal(out[:, -1:].detach(), want_cls) and torch.equal(
+        out[:, :-1].detach(), patches.detach()
+    ):
+        raise CheckFailed(
+            "the CLS token is at the end: it must come first (index 0), "
+            "torch.cat([cls, patches], dim=1). Pooling reads tokens[:, 0]."
+        )
+    expect(
+        torch.equal(out[:, :1].detach(), want_cls),
+        "token 0 of every image must be the CLS parameter itself, unchanged.",
+    )
+    expect(
+        torch.equal(out[:, 1:].detach(), patches.detach()),
+        "tokens 1..N must be the patch tokens, unchanged and in their order.",
+    )
+    loss = (out * torch.randn(out.shape, generator=g)).sum()
+    if not out.requires_grad:
+        raise CheckFailed(
+            "no gradient can flow back to the CLS parameter: the output is cut from the graph. "
+            "Do not use .data, .detach() or torch.tensor(...) on it; expand (or repeat) the "
+            "parameter itself."
+        )
+    loss.backward()
+    expect(
+        cls.grad is not None and cls.grad.abs().sum() > 0,
+        "no gradient reached the CLS parameter: the copy you prepended is detached from it "
+        "(.data, .detach(), .clone().detach() or a new tensor). Use cls_token.expand(B, -1, -1).",
+    )
+    expect(
+        patches.grad is not None and patches.grad.abs().sum() > 0,
+        "no gradient reached the patch tokens: do not detach them.",
+    )
+    before = cls.detach().clone()
+    torch.optim.SGD([cls], lr=0.1).step()
+    expect(
+        not torch.equal(cls.detach(), before),
+        "the CLS parameter did not change after an optimizer step.",
+    )
+    try:
+        one = prepend_cls(cls, patches[:1].detach())  # the batch size must not be hard-coded
+    except RuntimeError:
+        one = None
+    expect(
+        one is not None and tuple(one.shape) == (1, N + 1, D),
+        f"with one image the output should be (1, {N + 1}, {D}), but it failed: "
+        "take B from patch_tokens.shape[0], do not hard-code it.",
+    )
+
+
+ex_prepend_cls = Exercise(
+    name="ex_prepend_cls",
+    checker=_check_prepend_cls,
+    hint_text=(
+        "B = patch_tokens.shape[0]; cls_token.expand(B, -1, -1) gives (B, 1, D) without "
+        "copying; then torch.cat([..., patch_tokens], dim=1)."
+    ),
+    solution_text="""```python
+def prepend_cls(cls_token, patch_tokens):
+    B = patch_tokens.shape[0]
+    cls = cls_token.expand(B, -1, -1)  # (B, 1, D): a view of the one parameter
+    return torch.cat([cls, patch_tokens], dim=1)  # (B, N + 1, D), CLS at index 0
+```""",
+)
+
+
+def _check_fold_cls_slot(fold_cls_slot) -> None:
+    import copy
+
+    import torch
+
+    from .model import VisionTransformer
+
+    with torch.random.fork_rng():  # leave the notebook's random stream alone
+        torch.manual_seed(5)
+        model = VisionTransformer(dim=16, depth=1, heads=2).eval()
+        with torch.no_grad():  # make both parts clearly non-zero
+            model.cls_token.normal_(0.0, 0.5)
+            model.pos_embed.normal_(0.0, 0.5)
+        x = torch.rand(3, 3, 32, 32)
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        want = model(x)
+    out = fold_cls_slot(model)
+    expect(out is not None, "your function returned None: build the new model and `return` it.")
+    expect(
+        isinstance(out, VisionTransformer),
+        f"return the model (a VisionTransformer), got {type(out).__name__}.",
+    )
+    expect(
+        all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()),
+        "you changed the model you were given: fold into a copy, new = copy.deepcopy(model).",
+    )
+    expect(
+        isinstance(out.cls_token, torch.nn.Parameter) and out.cls_token.requires_grad,
+        "cls_token must stay a trainable nn.Parameter: change its values in place under "
+        "torch.no_grad() (e.g. new.cls_token += ...), do not replace it by a plain tensor.",
+    )
+    expect(
+        torch.equal(out.pos_embed[:, 1:], model.pos_embed[:, 1:]),
+        "only slot 0 belongs to CLS: the patch slots pos_embed[:, 1:] must stay as they are.",
+    )
+    expect(
+        out.pos_embed[:, 0].abs().max() == 0,
+        "the CLS slot pos_embed[:, 0] must be zero afterwards, or CLS gets it twice.",
+    )
+    with torch.no_grad():
+        got = out(x)
+    expect(
+        torch.allclose(got, want, atol=1e-5),
+        "the outputs changed: the new cls_token must be cls_token + pos_embed[:, :1] (added, "
+        "since embed adds both to row 0), and only then the slot set to zero.",
+    )
+
+
+ex_fold_cls_slot = Exercise(
+    name="ex_fold_cls_slot",
+    checker=_check_fold_cls_slot,
+    hint_text=(
+        "new = copy.deepcopy(model); then under torch.no_grad(): add new.pos_embed[:, :1] to "
+        "new.cls_token in place, and set new.pos_embed[:, 0] to zero. Row 0 of embed(x) is "
+        "cls_token + pos_embed[:, 0], so only the sum matters."
+    ),
+    solution_text="""```python
+def fold_cls_slot(model):
+    new = copy.deepcopy(model)
+    with torch.no_grad():
+        new.cls_token += new.pos_embed[:, :1]  # row 0 of embed(x) keeps the same value...
+        new.pos_embed[:, 0] = 0  # ...now carried by the CLS token alone
+    return new
+```""",
+)
+
+
+def _resample_hw_references(pos_embed, old_hw, new_hw, num_prefix_tokens):
+    """The accepted answers: bicubic or bilinear, with or without antialias."""
+    import torch
+    import torch.nn.functional as F
+
+    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    D = pos_embed.shape[-1]
+    grid = patches.reshape(1, *old_hw, D).permute(0, 3, 1, 2)  # (1, D, h, w)
+    refs = []
+    for mode in ("bicubic", "bilinear"):
+        for aa in (True, False):
+            r = F.interpolate(grid, size=new_hw, mode=mode, align_corners=False, antialias=aa)
+            refs.append(torch.cat([prefix, r.permute(0, 2, 3, 1).reshape(1, -1, D)], 1))
+    return refs
+
+
+def _check_resample_hw(resample_hw) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(4)
+    for prefix, old, new, D in ((1, 4, (6, 10), 8), (2, 6, (9, 3), 4)):
+        pe = torch.randn(1, prefix + old * old, D, generator=g)
+        refs = _resample_hw_references(pe, (old, old), new, prefix)
+        try:
+            out = resample_hw(pe, new, prefix)
+        except RuntimeError as e:
+            raise CheckFailed(
+                f"torch raised: {e}. Split off the prefix first: pos_embed[:, :num_prefix_tokens]"
+                " and pos_embed[:, num_prefix_tokens:]; only the second part forms a grid."
+            ) from None
+        expect(out is not None, "your function returned None: build the table and `return` it.")
+        expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+        out = out.detach()
+        want_shape = (1, prefix + new[0] * new[1], D)
+        if out.shape == (1, new[0] * new[1], D):
+            raise CheckFailed(
+                "the prefix slots are missing: torch.cat([prefix, patches], dim=1) at the end."
+            )
+        expect(
+            out.shape == want_shape,
+            f"for prefix={prefix}, new grid {new} (rows, columns) and D={D} expected shape "
+            f"{want_shape}, got {tuple(out.shape)}.",
+        )
+        expect(
+            torch.equal(out[:, :prefix], pe[:, :prefix]),
+            "the prefix slots (CLS, registers) must be copied unchanged: they have no "
+            "position in the image, so they are never interpolated.",
+        )
+        if any(torch.allclose(out, r, atol=1e-4) for r in refs):
+            continue
+        h, w = new
+        flipped = _resample_hw_references(pe, (old, old), (w, h), prefix)  # size=(w, h)
+        col_major = [  # the right grid, listed column by column
+            r[:, prefix:].reshape(h, w, D).transpose(0, 1).reshape(1, -1, D) for r in refs
+        ]
+        if any(torch.allclose(out, r, atol=1e-4) for r in flipped) or any(
+            torch.allclose(out[:, prefix:], c, atol=1e-4) for c in col_major
+        ):
+            raise CheckFailed(
+                "rows and columns are swapped: new_hw is (rows, columns) = (height, width), "
+                "and the output lists the slots row by row."
+            )
+        scrambled = F.interpolate(
+            pe[:, prefix:].reshape(1, D, old, old), size=new, mode="bicubic", align_corners=False
+        )  # a reshape where a permute was needed
+        if torch.allclose(out[:, prefix:], scrambled.reshape(1, -1, D), atol=1e-4):
+            raise CheckFailed(
+                "the channels got mixed with the positions: a plain .reshape(1, D, g, g) of a "
+                "(1, N, D) table does not move D to the front. Use "
+                ".reshape(1, g, g, D).permute(0, 3, 1, 2), and permute back afterwards."
+            )
+        raise CheckFailed(
+            "the patch slots differ from a bicubic (or bilinear) resampling of the grid: "
+            "reshape the patch slots to (1, g, g, D), permute to (1, D, g, g), "
+            "F.interpolate(..., size=new_hw, mode='bicubic', align_corners=False), then back."
+        )
+
+
+ex_resample_hw = Exercise(
+    name="ex_resample_hw",
+    checker=_check_resample_hw,
+    hint_text=(
+        "Split prefix = pos_embed[:, :num_prefix_tokens] from the patch slots; reshape the patch "
+        "slots to (1, g, g, D) and permute to (1, D, g, g); F.interpolate to size=new_hw "
+        "(mode='bicubic', align_corners=False); permute back, reshape to (1, h * w, D), and "
+        "torch.cat([prefix, patches], dim=1)."
+    ),
+    solution_text="""```python
+def resample_hw(pos_embed, new_hw, num_prefix_tokens=1):
+    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    g, D = math.isqrt(patches.shape[1]), patches.shape[-1]
+    grid = patches.reshape(1, g, g, D).permute(0, 3, 1, 2)  # (1, D, g, g)
+    grid = F.interpolate(grid, size=new_hw, mode="bicubic", align_corners=False)  # (1, D, h, w)
+    patches = grid.permute(0, 2, 3, 1).reshape(1, new_hw[0] * new_hw[1], D)
+    return torch.cat([prefix, patches], dim=1)  # the prefix slots, unchanged, first
+```""",
+)
+
+
+# --- 04 ---
+# 04_classification: global average pooling over the patch tokens only; how many parameters
+# a model saves when it drops the CLS token.
+
+
+def _check_gap_pool(gap_pool) -> None:
+    import torch
+
+    from .model import VisionTransformer
+
+    g = torch.Generator().manual_seed(4)
+    B, prefix, N, D = 3, 3, 16, 8  # CLS + 2 registers, then a 4x4 grid of patches
+    tokens = torch.randn(B, prefix + N, D, generator=g)
+    tokens[:, :prefix] += 5.0  # prefix tokens far from the patches: including them shows
+    try:
+        out = gap_pool(tokens.clone(), prefix)
+    except Exception as e:
+        raise CheckFailed(
+            f"your function raised {type(e).__name__}: {e}. Slice off the prefix tokens "
+            "along the token axis, tokens[:, num_prefix_tokens:], then take .mean(dim=1)."
+        ) from None
+    expect(out is not None, "your function returned None: compute the mean and `return` it.")
+    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+    T = prefix + N
+    if out.shape == (B, T) or out.shape == (B, N):
+        raise CheckFailed(
+            f"your output has shape {tuple(out.shape)}: you averaged over the width D "
+            "(dim=-1 or dim=2). Average over the token axis, dim=1, to keep one D-vector "
+            "per image."
+        )
+    if out.shape in ((T, D), (N, D)):
+        raise CheckFailed(
+            f"your output has shape {tuple(out.shape)}: you averaged over the batch (dim=0), "
+            "mixing different images. Average over the token axis, dim=1."
+        )
+    if out.shape == (B, 1, D):
+        raise CheckFailed("drop keepdim=True: the head expects one (B, D) vector per batch.")
+    expect(
+        out.shape == (B, D),
+        f"for tokens of shape (B, T, D) = {tuple(tokens.shape)} expected (B, D) = {(B, D)}, "
+        f"got {tuple(out.shape)}.",
+    )
+    want = tokens[:, prefix:].mean(1)
+    if torch.allclose(out, tokens.mean(1), atol=1e-5):
+        raise CheckFailed(
+            "you averaged over all tokens, the CLS token (and registers) too. GAP pools the "
+            "patch tokens only: skip the first num_prefix_tokens tokens."
+        )
+    if torch.allclose(out, tokens[:, 1:].mean(1), atol=1e-5):
+        raise CheckFailed(
+            "you skipped only the CLS token (tokens[:, 1:]), but this model also has "
+            f"{prefix - 1} register tokens: skip num_prefix_tokens, not 1."
+        )
+    if torch.allclose(out, tokens[:, prefix:].sum(1), atol=1e-4):
+        raise CheckFailed("you summed the patch tokens: take the mean (divide by N).")
+    expect(
+        torch.allclose(out, want, atol=1e-5),
+        "the shape is right but the values are not the mean of the patch tokens "
+        "tokens[:, num_prefix_tokens:] over dim=1.",
+    )
+    expect(
+        torch.allclose(gap_pool(tokens.clone(), 0), tokens.mean(1), atol=1e-5),
+        "with num_prefix_tokens=0 (a model without a CLS token) every token is a patch: "
+        "the answer should be tokens.mean(1). Check your slice when num_prefix_tokens is 0.",
+    )
+    # the model's own head, fed with your pooling, must give the model's logits
+    torch.manual_seed(0)
+    model = VisionTransformer(dim=D, depth=1, heads=2, pool="gap", reg_tokens=prefix - 1).eval()
+    with torch.no_grad():
+        mine = model.head(model.fc_norm(gap_pool(tokens.clone(), prefix)))
+        expect(
+            torch.allclose(mine, model.forward_head(tokens), atol=1e-5),
+            "your pooling does not reproduce the model's forward_head logits.",
+        )
+
+
+ex_gap_pool = Exercise(
+    name="ex_gap_pool",
+    checker=_check_gap_pool,
+    hint_text=(
+        "tokens is (B, T, D) with the prefix tokens (CLS, registers) first. Keep the patches "
+        "with tokens[:, num_prefix_tokens:] (shape (B, N, D)) and average over dim=1."
+    ),
+    solution_text="""```python
+def gap_pool(tokens, num_prefix_tokens):
+    patches = tokens[:, num_prefix_tokens:]  # (B, N, D): the CLS token never enters
+    return patches.mean(dim=1)  # (B, D): one vector per image
+```""",
+)
+
+
+def _saved_parameters_truth(dim: int, pos_embed: str) -> int:
+    from .model import VisionTransformer, count_parameters
+
+    kw = dict(dim=dim, depth=1, heads=2, pool="gap", pos_embed=pos_embed)
+    with_cls = count_parameters(VisionTransformer(class_token=True, **kw))
+    return with_cls - count_parameters(VisionTransformer(class_token=False, **kw))
+
+
+def _check_saved_parameters(saved_parameters) -> None:
+    cases = [(d, pe) for d in (8, 16, 32) for pe in ("learned", "sincos", "none")]
+    for dim, pe in cases:
+        try:
+            got = saved_parameters(dim, pe)
+        except Exception as e:
+            raise CheckFailed(
+                f"saved_parameters({dim}, {pe!r}) raised {type(e).__name__}: {e}."
+            ) from None
+        expect(got is not None, "your function returned None: `return` a number.")
+        truth = _saved_parameters_truth(dim, pe)
+        if got == truth:
+            continue
+        if pe == "learned" and got == dim:
+            raise CheckFailed(
+                f"for dim={dim} with learned position embeddings you said {got}: the token "
+                "itself is D numbers, but it also has its own row in pos_embed (slot 0), "
+                "another D learned numbers that go away with it."
+            )
+        if pe == "sincos" and got == 2 * dim:
+            raise CheckFailed(
+                f"for dim={dim} with 'sincos' you said {got}: a sine-cosine table is fixed, a "
+                "buffer, not a parameter, so only the token's own D numbers are saved."
+            )
+        if pe == "none" and got == 2 * dim:
+            raise CheckFailed(
+                f"for dim={dim} with pos_embed='none' there is no position table at all: "
+                "only the token's D numbers are saved."
+            )
+        raise CheckFailed(
+            f"saved_parameters({dim}, {pe!r}) returned {got}, but the models differ by "
+            f"{truth} parameters. Which tensors have a row for the CLS token, and which of "
+            "them are learned?"
+        )
+
+
+ex_saved_parameters = Exercise(
+    name="ex_saved_parameters",
+    checker=_check_saved_parameters,
+    hint_text=(
+        "List the tensors that have a slot for the CLS token: the token itself (1, 1, D), and "
+        "row 0 of pos_embed (1, 1 + N, D). Which of them are trained parameters for each "
+        "pos_embed kind? (A 'sincos' table is a buffer.)"
+    ),
+    solution_text="""```python
+def saved_parameters(dim, pos_embed):
+    token = dim  # cls_token: (1, 1, D)
+    slot = dim if pos_embed == "learned" else 0  # its row of a learned pos_embed
+    return token + slot
+```""",
+)
