@@ -67,6 +67,9 @@ class History:
     train_acc: list = field(default_factory=list)
     val_acc: list = field(default_factory=list)
     seconds: list = field(default_factory=list)  # wall time at the end of each epoch
+    probe_step: list = field(default_factory=list)  # with train(probe=...): when it measured,
+    probe_seconds: list = field(default_factory=list)  # training time so far (no evaluation),
+    probe_acc: list = field(default_factory=list)  # and accuracy on the probe data
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,10 +122,13 @@ def train(
     cfg: TrainConfig | None = None,
     progress: bool = True,
     device: torch.device | str | None = None,
+    probe: tuple | None = None,
 ) -> History:
     """Train with AdamW, warm-up + cosine schedule and cross-entropy; returns a History.
 
     The progress bar is one line (tqdm.auto: a widget in notebooks, text in a terminal).
+    probe=(dataset, every): also measure accuracy on `dataset` every `every` steps, with the
+    training time so far not counting any evaluation (for "time to X% accuracy").
     """
     cfg = cfg or TrainConfig()
     device = (
@@ -146,7 +152,7 @@ def train(
     )
     gen = torch.Generator().manual_seed(cfg.seed)
     hist = History()
-    start, step = time.perf_counter(), 0
+    start, step, compute = time.perf_counter(), 0, 0.0
     bar = tqdm(
         total=total,
         disable=not progress,
@@ -161,6 +167,7 @@ def train(
         order = torch.randperm(n, generator=gen)
         run_loss, run_correct = 0.0, 0
         for b in range(steps_per_epoch):
+            t_step = time.perf_counter()
             x, y = _get_batch(train_data, order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
             x, y = x.to(device), y.to(device)
             for group in opt.param_groups:
@@ -171,6 +178,12 @@ def train(
             loss.backward()
             opt.step()
             step += 1
+            compute += time.perf_counter() - t_step
+            if probe is not None and (step % probe[1] == 0 or step == total):
+                hist.probe_step.append(step)
+                hist.probe_seconds.append(compute)
+                hist.probe_acc.append(evaluate(model, probe[0]))
+                model.train()
             hist.step_loss.append(loss.item())
             run_loss += loss.item() * len(y)
             run_correct += (logits.argmax(-1) == y).sum().item()

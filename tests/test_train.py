@@ -69,3 +69,14 @@ def test_cli_writes_checkpoint_and_record(tmp_path, monkeypatch):
     )
     assert out.exists() and out.with_suffix(".json").exists()
     assert 0 <= meta["test_accuracy"] <= 1 and meta["parameters"] > 0
+
+
+def test_probe_measures_accuracy_during_training():
+    ds = ShapesDataset("train", n=256)
+    torch.manual_seed(0)
+    m = VisionTransformer(dim=16, depth=1, heads=2)
+    h = train(m, ds, None, TrainConfig(epochs=2, batch_size=64, warmup_steps=2),
+              progress=False, probe=(ds, 3))
+    assert h.probe_step == [3, 6, 8]  # every 3 steps, and the last step
+    assert h.probe_seconds == sorted(h.probe_seconds) and h.probe_seconds[-1] <= h.seconds[-1]
+    assert h.probe_acc[-1] == pytest.approx(evaluate(m, ds))
