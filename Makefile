@@ -10,8 +10,10 @@ test:  ## install what the tests need, then lint + unit tests + notebooks + brow
 	bash scripts/setup.sh --dev
 	bash scripts/test.sh
 
-benchmark:
-	.venv/bin/python benchmarks/run.py
+benchmark:  ## print the speed and memory tables of the README
+	.venv/bin/python benchmarks/training.py
+	.venv/bin/python benchmarks/notebooks.py
+	.venv/bin/python benchmarks/widget_latency.py
 
 checkpoint:  ## rebuild the shipped checkpoint (about 3 minutes on 2 CPU cores)
 	.venv/bin/python -m helpers.train --out data/vit_shapes.pt

@@ -19,15 +19,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _kernel_pids() -> list[str]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
 def _kernel_peak_mb(stop: threading.Event, out: list) -> None:
-    """Poll /proc for ipykernel processes and keep their largest VmHWM (peak RSS)."""
-    peak = 0
+    """Find the kernel process once, then poll its VmHWM (peak resident set size)."""
+    peak, pids = 0, []
     while not stop.wait(0.2):
-        for pid in filter(str.isdigit, os.listdir("/proc")):
+        pids = pids or _kernel_pids()
+        for pid in pids:
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if b"ipykernel" not in cmd:
-                    continue
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
                         peak = max(peak, int(line.split()[1]) // 1024)

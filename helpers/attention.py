@@ -84,6 +84,31 @@ def cls_attention(
     return token_map(rows, num_prefix_tokens)
 
 
+@torch.no_grad()
+def cls_maps(
+    model,
+    images: torch.Tensor,
+    layer: int = -1,
+    head: str | int = "mean",
+    use_rollout: bool = False,
+    num_prefix_tokens: int = 1,
+    batch_size: int = 250,
+) -> torch.Tensor:
+    """CLS attention maps (N, g, g) for many images, raw (one layer) or rolled out up to
+    `layer`. Runs in batches, so only one batch's (L, B, H, T, T) weights are ever held:
+    for 2000 images at once they would take over half a gigabyte.
+    """
+    out = []
+    for start in range(0, len(images), batch_size):
+        _, attn = get_attention(model, images[start : start + batch_size])
+        if use_rollout:
+            rows = rollout(attn, head_fusion=head)[layer][:, 0]  # (B, T): CLS row
+            out.append(token_map(rows, num_prefix_tokens))
+        else:
+            out.append(cls_attention(attn, layer, head, num_prefix_tokens))
+    return torch.cat(out)
+
+
 def patch_mask(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Pixel masks (B, H, W) -> the fraction of each patch covered by the object, (B, g, g)."""
     return F.avg_pool2d(masks.float()[:, None], patch_size)[:, 0]

@@ -7,6 +7,7 @@ from helpers.attention import (
     attention_entropy,
     chance_mass_on_object,
     cls_attention,
+    cls_maps,
     fuse_heads,
     get_attention,
     mass_on_object,
@@ -96,3 +97,13 @@ def test_mean_attention_distance():
     # from each corner of a 2x2 grid: distances 0, 4, 4, 4*sqrt(2)
     expected = (0 + 4 + 4 + 4 * math.sqrt(2)) / 4
     assert mean_attention_distance(spread, 4).item() == pytest.approx(expected)
+
+
+def test_cls_maps_in_batches_equal_one_pass():
+    torch.manual_seed(0)
+    m = VisionTransformer(dim=16, depth=2, heads=2)
+    x = torch.rand(7, 3, 32, 32)
+    _, attn = get_attention(m, x)
+    torch.testing.assert_close(cls_maps(m, x, batch_size=3), cls_attention(attn, layer=-1))
+    rolled = token_map(rollout(attn)[-1][:, 0])
+    torch.testing.assert_close(cls_maps(m, x, use_rollout=True, batch_size=2), rolled)
