@@ -7,10 +7,17 @@ how it is written. It prints a verdict and returns True or False, so a notebook 
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from IPython.display import Markdown, display
+
+from .attention import patch_mask
+from .model import VisionTransformer, count_parameters
 
 
 class CheckFailed(AssertionError):
@@ -54,15 +61,21 @@ def expect(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
+def name_the_slip(answer, slips: dict, atol: float = 1e-5) -> None:
+    """If `answer` equals a known wrong result, fail with that slip's message.
+
+    slips: {message: the tensor a common mistake would produce}.
+    """
+    for message, wrong in slips.items():
+        if answer.shape == wrong.shape and torch.allclose(answer, wrong, atol=atol):
+            raise CheckFailed(message)
+
+
 # --- 03 ---
 # 03_attention: masked attention from scratch; a mask that lets CLS read only the object.
 
 
 def _check_masked_attention(masked_attention) -> None:
-    import math
-
-    import torch
-    import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(3)
     q = torch.randn(2, 3, 5, 16, generator=g)  # (B, heads, T_q, d): 5 queries
@@ -123,9 +136,7 @@ def _check_masked_attention(masked_attention) -> None:
             )
             @ v,
         }
-        for message, wrong in slips.items():
-            if torch.allclose(out, wrong, atol=1e-5):
-                raise CheckFailed(message)
+        name_the_slip(out, slips)
         raise CheckFailed(
             "with nothing masked, the output differs from F.scaled_dot_product_attention "
             f"(largest difference {(out - want).abs().max().item():.3g}). "
@@ -156,9 +167,7 @@ def _check_masked_attention(masked_attention) -> None:
         "fill the scores with float('-inf') before the softmax instead.": (s.softmax(-1) * mask)
         @ v,
     }
-    for message, wrong in slips.items():
-        if torch.allclose(out, wrong, atol=1e-5):
-            raise CheckFailed(message)
+    name_the_slip(out, slips)
     raise CheckFailed(
         "with a mask, the output differs from "
         "F.scaled_dot_product_attention(q, k, v, attn_mask=mask) "
@@ -185,9 +194,6 @@ def masked_attention(q, k, v, mask):
 
 
 def _reference_object_only_mask(masks, patch_size: int = 4):
-    import torch
-
-    from .attention import patch_mask
 
     on = (patch_mask(masks, patch_size) > 0).flatten(1)  # (B, N): patches touching the object
     B, N = on.shape
@@ -198,7 +204,6 @@ def _reference_object_only_mask(masks, patch_size: int = 4):
 
 
 def _check_object_only_mask(object_only_mask) -> None:
-    import torch
 
     masks = torch.zeros(3, 32, 32, dtype=torch.bool)
     masks[0, 2:9, 5:14] = True  # objects of different sizes, not aligned to the patch grid
@@ -247,7 +252,6 @@ def _check_object_only_mask(object_only_mask) -> None:
             "rows and columns of the patch grid are swapped: token 1 + r * 8 + c is the patch "
             "in grid row r, column c (flatten a (g, g) map row by row)."
         )
-    from .attention import patch_mask
 
     cover = patch_mask(masks, 4).flatten(1)
     for thr in (0.5, 1.0):
@@ -288,7 +292,6 @@ def object_only_mask(masks, patch_size=4):
 
 
 def _check_prepend_cls(prepend_cls) -> None:
-    import torch
 
     g = torch.Generator().manual_seed(1)
     B, N, D = 3, 5, 8
@@ -381,11 +384,6 @@ def prepend_cls(cls_token, patch_tokens):
 
 
 def _check_fold_cls_slot(fold_cls_slot) -> None:
-    import copy
-
-    import torch
-
-    from .model import VisionTransformer
 
     with torch.random.fork_rng():  # leave the notebook's random stream alone
         torch.manual_seed(5)
@@ -450,8 +448,6 @@ def fold_cls_slot(model):
 
 def _resample_hw_references(pos_embed, old_hw, new_hw, num_prefix_tokens):
     """The accepted answers: bicubic or bilinear, with or without antialias."""
-    import torch
-    import torch.nn.functional as F
 
     prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     D = pos_embed.shape[-1]
@@ -465,8 +461,6 @@ def _resample_hw_references(pos_embed, old_hw, new_hw, num_prefix_tokens):
 
 
 def _check_resample_hw(resample_hw) -> None:
-    import torch
-    import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(4)
     for prefix, old, new, D in ((1, 4, (6, 10), 8), (2, 6, (9, 3), 4)):
@@ -554,9 +548,6 @@ def resample_hw(pos_embed, new_hw, num_prefix_tokens=1):
 
 
 def _check_gap_pool(gap_pool) -> None:
-    import torch
-
-    from .model import VisionTransformer
 
     g = torch.Generator().manual_seed(4)
     B, prefix, N, D = 3, 3, 16, 8  # CLS + 2 registers, then a 4x4 grid of patches
@@ -640,7 +631,6 @@ def gap_pool(tokens, num_prefix_tokens):
 
 
 def _saved_parameters_truth(dim: int, pos_embed: str) -> int:
-    from .model import VisionTransformer, count_parameters
 
     kw = dict(dim=dim, depth=1, heads=2, pool="gap", pos_embed=pos_embed)
     with_cls = count_parameters(VisionTransformer(class_token=True, **kw))
