@@ -1,7 +1,7 @@
 .PHONY: lab setup test benchmark checkpoint
 
 lab: setup  ## set up (first time) and open the series in JupyterLab
-	.venv/bin/jupyter lab notebooks/00_overview.ipynb
+	bash scripts/lab.sh
 
 setup:
 	bash scripts/setup.sh
