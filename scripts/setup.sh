@@ -30,7 +30,9 @@ else
 fi
 "${PIP[@]}" --no-deps -e .
 
-if [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+if [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ] && ! command -v apt-get >/dev/null; then
+  echo "==> no apt-get here: the browser test needs /usr/bin/chromium and will be skipped"
+elif [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   echo "==> installing Debian's chromium for the browser test"
   SUDO=""
   [ "$(id -u)" != 0 ] && SUDO="sudo"
