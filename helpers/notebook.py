@@ -18,7 +18,7 @@ DATA = ROOT / "data"
 SHIPPED_CHECKPOINT = DATA / "vit_shapes.pt"
 
 
-def available_cpus() -> int:
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """CPUs this process may really use: its affinity, capped by a cgroup CPU quota.
 
     On Binder or in a container, os.cpu_count() reports the host's cores (often 16 or more)
@@ -26,7 +26,7 @@ def available_cpus() -> int:
     """
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:  # cgroup v2: "max 100000" or "<quota> <period>"
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = Path(cpu_max).read_text().split()[:2]
         if quota != "max":
             n = min(n, max(1, math.ceil(int(quota) / int(period))))
     except (OSError, ValueError):

@@ -96,16 +96,24 @@ def predict(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, dataset, batch_size: int = 500) -> float:
-    """Accuracy of `model` on a dataset with `.batch(idx)` (or (images, labels) tensors)."""
+def predictions(model, dataset, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted and true classes, (N,) each, for a dataset with `.batch(idx)` or an
+    (images, labels) pair of tensors, in batches."""
     model.eval()
     device = next(model.parameters()).device
-    correct = 0
     n = len(dataset) if hasattr(dataset, "batch") else len(dataset[1])
+    preds, labels = [], []
     for start in range(0, n, batch_size):
         x, y = _get_batch(dataset, torch.arange(start, min(n, start + batch_size)))
-        correct += (model(x.to(device)).argmax(-1).cpu() == y).sum().item()
-    return correct / n
+        preds.append(model(x.to(device)).argmax(-1).cpu())
+        labels.append(y)
+    return torch.cat(preds), torch.cat(labels)
+
+
+def evaluate(model, dataset, batch_size: int = 500) -> float:
+    """Accuracy of `model` on a dataset with `.batch(idx)` (or (images, labels) tensors)."""
+    pred, y = predictions(model, dataset, batch_size)
+    return (pred == y).double().mean().item()
 
 
 def _get_batch(dataset, idx):
@@ -204,19 +212,11 @@ def train(
     return hist
 
 
-@torch.no_grad()
 def confusion_matrix(model, dataset, num_classes: int | None = None, batch_size: int = 500):
     """Counts (classes, classes): row = true class, column = predicted class."""
-    model.eval()
-    device = next(model.parameters()).device
+    pred, y = predictions(model, dataset, batch_size)
     k = num_classes or model.head.out_features
-    cm = torch.zeros(k, k, dtype=torch.long)
-    n = len(dataset) if hasattr(dataset, "batch") else len(dataset[1])  # dataset or (x, y)
-    for start in range(0, n, batch_size):
-        x, y = _get_batch(dataset, torch.arange(start, min(n, start + batch_size)))
-        pred = model(x.to(device)).argmax(-1).cpu()
-        cm += torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-    return cm
+    return torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 
 
 def compare_configs(

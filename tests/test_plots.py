@@ -58,9 +58,17 @@ def test_start_seeds_and_finds_the_data(capsys):
     assert "torch" in capsys.readouterr().out
 
 
-def test_available_cpus_is_within_the_machine():
+def test_available_cpus_follows_the_cgroup_quota(tmp_path):
     import os
 
     from helpers.notebook import available_cpus
 
-    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = tmp_path / "cpu.max"
+    quota.write_text("max 100000\n")
+    assert available_cpus(quota) == cores  # no quota: every CPU we may run on
+    quota.write_text("50000 100000\n")
+    assert available_cpus(quota) == 1  # half a CPU still gets one thread
+    quota.write_text(f"{100000 * (cores + 4)} 100000\n")
+    assert available_cpus(quota) == cores  # a quota above the affinity changes nothing
+    assert available_cpus(tmp_path / "missing") == cores

@@ -3,7 +3,16 @@ import torch
 
 from helpers.data import ShapesDataset
 from helpers.model import VisionTransformer
-from helpers.train import TrainConfig, evaluate, lr_at, main, pick_device, predict, train
+from helpers.train import (
+    TrainConfig,
+    evaluate,
+    lr_at,
+    main,
+    pick_device,
+    predict,
+    predictions,
+    train,
+)
 
 
 def test_pick_device():
@@ -44,6 +53,8 @@ def test_evaluate_and_predict():
     torch.testing.assert_close(p.sum(1), torch.ones(40))
     assert acc == pytest.approx((p.argmax(1) == y).float().mean().item())
     assert evaluate(m, (x, y)) == pytest.approx(acc)
+    pred, labels = predictions(m, ds, batch_size=16)
+    assert torch.equal(pred, p.argmax(1)) and torch.equal(labels, y)
 
 
 def test_cli_writes_checkpoint_and_record(tmp_path, monkeypatch):
