@@ -17,8 +17,9 @@ import torch
 
 from helpers.data import ShapesDataset
 from helpers.model import VisionTransformer, ViTConfig, count_parameters
-from helpers.notebook import SHIPPED_CHECKPOINT
-from helpers.train import TrainConfig, evaluate, seed_everything, train
+from helpers.paths import data_file
+from helpers.runtime import seed_everything
+from helpers.train import TrainConfig, evaluate, train
 
 TARGET = 0.97
 
@@ -30,25 +31,24 @@ def main() -> None:
     train_ds, test_ds = ShapesDataset("train"), ShapesDataset("test")
     data_seconds = time.perf_counter() - t0
     model = VisionTransformer(ViTConfig())
-    hist = train(model, train_ds, None, cfg, progress=False, device="cpu", probe=(test_ds, 50))
-    compute = hist.probe_seconds[-1]
+    hist = train(model, train_ds, test_ds, cfg, progress=False, eval_every=50)
+    compute = hist.val_seconds[-1]
     images = len(hist.step_loss) * cfg.batch_size
-    hit = next((i for i, a in enumerate(hist.probe_acc) if a >= TARGET), None)
-    shipped = json.loads(SHIPPED_CHECKPOINT.with_suffix(".json").read_text())["test_accuracy"]
+    hit = next((i for i, a in enumerate(hist.val_acc) if a >= TARGET), None)
+    shipped = json.loads(data_file("vit_shapes.json").read_text())["test_accuracy"]
     final = evaluate(model, test_ds)
     rows = [
         ("machine", f"{platform.machine()}, {torch.get_num_threads()} torch threads"),
         ("torch", str(torch.__version__)),
         (
             "model",
-            f"dim {model.cfg.dim}, depth {model.cfg.depth}, {count_parameters(model):,} parameters",
+            f"embed_dim {model.cfg.embed_dim}, depth {model.cfg.depth}, {count_parameters(model):,} parameters",
         ),
         ("dataset generation (20k train + 2k test)", f"{data_seconds:.1f} s"),
         ("training throughput", f"{images / compute:,.0f} images/s"),
         (
             f"time to {TARGET:.0%} test accuracy",
-            f"{hist.probe_seconds[hit]:.0f} s (step {hist.probe_step[hit]}, "
-            f"{hist.probe_acc[hit]:.2%})"
+            f"{hist.val_seconds[hit]:.0f} s (step {hist.val_step[hit]}, {hist.val_acc[hit]:.2%})"
             if hit is not None
             else "not reached",
         ),

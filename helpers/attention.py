@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .runtime import model_device
+from .timm_adapter import adapt
+
 HEAD_FUSIONS = ("mean", "max", "min")
 
 
@@ -18,16 +21,29 @@ def get_attention(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     """Run `model` once with the attention switch on; returns (logits, attn).
 
     attn: (layers, B, heads, T, T). Uses the model's explicit `return_attention=True` path,
-    so the weights cannot silently go missing the way hooks do under fused attention.
-    A timm VisionTransformer (which has no such switch) goes through `get_attention_timm`.
+    so the weights cannot silently go missing the way hooks do under fused attention (a
+    timm VisionTransformer is read through helpers.timm_adapter). The model runs where it
+    is; the results come back on the images' device.
     """
-    model.eval()
-    if is_timm_vit(model):
-        return get_attention_timm(model, images)
-    logits, attentions = model(images, return_attention=True)
+    model = adapt(model).eval()
+    logits, attentions = model(images.to(model_device(model)), return_attention=True)
     if not attentions or any(a is None for a in attentions):
         raise RuntimeError("the model returned no attention weights for some layer.")
-    return logits, torch.stack(attentions)
+    return logits.to(images.device), torch.stack(attentions).to(images.device)
+
+
+@torch.no_grad()
+def get_pool_attention(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention of a "map" model's pooling query over the patches: (logits, (B, heads, N)).
+
+    The counterpart of `get_attention` for the learned query of attention pooling.
+    """
+    if getattr(getattr(model, "cfg", None), "global_pool", None) != "map":
+        raise ValueError('get_pool_attention needs a model with global_pool="map".')
+    model.eval()
+    feats = model.forward_features(images.to(model_device(model)))
+    logits, att = model.forward_head(feats, return_attention=True)  # att: (B, nh, 1, N)
+    return logits.to(images.device), att[:, :, 0].to(images.device)
 
 
 def fuse_heads(attn: torch.Tensor, how: str | int = "mean") -> torch.Tensor:
@@ -146,60 +162,6 @@ def mean_attention_distance(
     p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
     g = int(round(p.shape[-1] ** 0.5))
     ys, xs = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
-    pos = torch.stack([ys.flatten(), xs.flatten()], -1).to(p.dtype) * patch_size  # (N, 2)
+    pos = torch.stack([ys.flatten(), xs.flatten()], -1).to(p) * patch_size  # (N, 2)
     dist = torch.cdist(pos, pos)  # (N, N) in pixels
     return (p * dist).sum(-1).mean(dim=(1, 3))  # (L, H)
-
-
-def is_timm_vit(model) -> bool:
-    """True for a timm VisionTransformer (or subclass): it has no `return_attention` switch."""
-    return any(
-        c.__name__ == "VisionTransformer" and c.__module__.startswith("timm.")
-        for c in type(model).__mro__
-    )
-
-
-def _timm_block_attention(block, x: torch.Tensor) -> torch.Tensor:
-    """The softmax weights (B, heads, T, T) of a timm Block's attention on its input x,
-    computed from the block's own parameters (norm1, qkv, q_norm, k_norm, scale)."""
-    if type(block).__name__ != "Block":
-        raise NotImplementedError(
-            f"{type(block).__name__} is not timm's pre-norm Block: get_attention_timm only "
-            f"reads attention from blocks computed as x + attn(norm1(x))."
-        )
-    attn = block.attn
-    needed = ("qkv", "num_heads", "head_dim", "scale", "q_norm", "k_norm")
-    if not all(hasattr(attn, n) for n in needed) or getattr(attn, "gate", None) is not None:
-        raise NotImplementedError(
-            f"{type(attn).__name__} is not timm's plain Attention (fused qkv, optional q/k "
-            f"norm): get_attention_timm cannot read its weights."
-        )
-    h = block.norm1(x)
-    B, T, _ = h.shape
-    qkv = attn.qkv(h).reshape(B, T, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, _ = qkv.unbind(0)  # each (B, nh, T, hs)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    return ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, nh, T, T)
-
-
-@torch.no_grad()
-def get_attention_timm(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`get_attention` for a timm VisionTransformer: (logits, attn (layers, B, heads, T, T)).
-
-    timm's Attention uses the fused kernel, which never materializes the weights (and
-    skips forward hooks on any inner softmax), so this runs the blocks one by one and,
-    before each block, computes that block's attention weights explicitly from its own
-    norm1 / qkv / q_norm / k_norm parameters. The tokens then go through the block itself,
-    so the logits are exactly the model's.
-    """
-    model.eval()
-    x = model.patch_embed(images)
-    x = model._pos_embed(x)
-    x = model.patch_drop(x)
-    x = model.norm_pre(x)
-    attentions = []
-    for block in model.blocks:
-        attentions.append(_timm_block_attention(block, x))
-        x = block(x)
-    logits = model.forward_head(model.norm(x))
-    return logits, torch.stack(attentions)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from .model import VisionTransformer, ViTConfig
+from .model import LEGACY_NAMES, LEGACY_VALUES, VisionTransformer, ViTConfig
 
 FORMAT = "inside-the-cls-token/vit"
-VERSION = 1
+VERSION = 2  # 1: the config under the series' first names; 2: timm's names
+TRAINING_ONLY = ("drop_rate", "proj_drop_rate", "attn_drop_rate", "cls_init")
 
 
 def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) -> Path:
@@ -66,15 +67,33 @@ def read_checkpoint(path) -> dict:
             f"{path} is a torch file but not a checkpoint of this project (no "
             f"'format': '{FORMAT}'): save models with helpers.checkpoint.save_checkpoint."
         )
+    version = payload.get("version")
+    if version not in (1, VERSION):
+        raise ValueError(
+            f"{path} has checkpoint format version {version!r}; this copy of the series reads "
+            f"versions 1 to {VERSION}: update it (git pull, or pip install the newer release)."
+        )
+    if version == 1:
+        payload["config"] = upgrade_config(payload["config"])
     return payload
 
 
-def load_checkpoint(path) -> tuple[VisionTransformer, dict]:
-    """Build the model described by the checkpoint, load its weights; returns (model, meta)."""
+def upgrade_config(config: dict) -> dict:
+    """A config saved under the series' first names (version 1) under timm's names."""
+    new = {LEGACY_NAMES.get(k, k): v for k, v in config.items()}
+    for key, values in LEGACY_VALUES.items():
+        if key in new:
+            new[key] = values.get(new[key], new[key])
+    return new
+
+
+def load_checkpoint(path, device: torch.device | str = "cpu") -> tuple[VisionTransformer, dict]:
+    """Build the model described by the checkpoint on `device`, load its weights; returns
+    (model in eval mode, meta)."""
     payload = read_checkpoint(path)
     model = VisionTransformer(ViTConfig(**payload["config"]))
     model.load_state_dict(payload["state_dict"])
-    return model.eval(), payload["meta"]
+    return model.to(device).eval(), payload["meta"]
 
 
 def load_weights(model: VisionTransformer, path) -> dict:
@@ -84,7 +103,7 @@ def load_weights(model: VisionTransformer, path) -> dict:
     diff = {
         k: (theirs.get(k), mine.get(k))
         for k in set(mine) | set(theirs)
-        if mine.get(k) != theirs.get(k) and k not in ("dropout", "attn_dropout", "cls_init")
+        if mine.get(k) != theirs.get(k) and k not in TRAINING_ONLY
     }
     if diff:
         detail = ", ".join(

@@ -13,6 +13,7 @@ import hashlib
 
 import numpy as np
 import torch
+from matplotlib.colors import hsv_to_rgb
 from torch.utils.data import Dataset
 
 CLASSES = ("square", "disk", "triangle", "plus", "ring", "cross")
@@ -20,20 +21,10 @@ SPLITS = {"train": (0, 20_000), "val": (1, 2_000), "test": (2, 2_000)}  # split 
 DEFAULT_SEED = 0
 
 
-def _hsv_to_rgb(h, s, v):
-    """Vectorized HSV -> RGB, all arrays in [0, 1]; returns (..., 3)."""
-    i = np.floor(h * 6).astype(int) % 6
-    f = h * 6 - np.floor(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    table = np.stack([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)])
-    table = np.moveaxis(np.asarray(table), 0, -1)  # (3, ..., 6)
-    rgb = np.take_along_axis(table, i[None, ..., None], axis=-1)[..., 0]  # (3, ...)
-    return np.moveaxis(rgb, 0, -1)
-
-
 def _random_colours(rng, n):
     """n bright, saturated colours as uint8 (n, 3): any hue, for objects and clutter alike."""
-    rgb = _hsv_to_rgb(rng.random(n), rng.uniform(0.55, 1.0, n), rng.uniform(0.7, 1.0, n))
+    hsv = np.stack([rng.random(n), rng.uniform(0.55, 1.0, n), rng.uniform(0.7, 1.0, n)], -1)
+    rgb = hsv_to_rgb(hsv)  # (n, 3) in [0, 1]
     return (rgb * 255).astype(np.uint8)
 
 

@@ -71,6 +71,263 @@ def name_the_slip(answer, slips: dict, atol: float = 1e-5) -> None:
             raise CheckFailed(message)
 
 
+# --- 01 / 02 ---
+# 01_patches_and_cls_token: prepend the CLS token.
+# 02_positional_encoding: fold the CLS slot of pos_embed into the CLS token; resample a
+# position table to a rectangular grid, keeping the prefix slots apart.
+
+
+def _check_prepend_cls(prepend_cls) -> None:
+
+    g = torch.Generator().manual_seed(1)
+    B, N, D = 3, 5, 8
+    cls = torch.nn.Parameter(torch.randn(1, 1, D, generator=g))
+    patches = torch.randn(B, N, D, generator=g, requires_grad=True)
+    try:
+        out = prepend_cls(cls, patches)
+    except RuntimeError as e:
+        raise CheckFailed(
+            f"torch raised: {e}. Make the CLS token (B, 1, D) first with "
+            "cls_token.expand(B, -1, -1), then join along the token axis, dim=1 "
+            "(dim 0 is the batch, dim 2 the width D)."
+        ) from None
+    expect(out is not None, "your function returned None: build the sequence and `return` it.")
+    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+    if out.shape in ((B, 1, D), (1, 1, D), (B, D)):
+        raise CheckFailed(
+            f"you returned only the CLS token, shape {tuple(out.shape)}: return the whole "
+            f"sequence, CLS followed by the {N} patch tokens, shape (B, N + 1, D)."
+        )
+    expect(
+        out.shape == (B, N + 1, D),
+        f"for B={B}, N={N}, D={D} expected shape (B, N + 1, D) = {(B, N + 1, D)}, got "
+        f"{tuple(out.shape)}: concatenate along dim=1, the token axis.",
+    )
+    want_cls = cls.detach().expand(B, 1, D)
+    if torch.equal(out[:, -1:].detach(), want_cls) and torch.equal(
+        out[:, :-1].detach(), patches.detach()
+    ):
+        raise CheckFailed(
+            "the CLS token is at the end: it must come first (index 0), "
+            "torch.cat([cls, patches], dim=1). Pooling reads tokens[:, 0]."
+        )
+    expect(
+        torch.equal(out[:, :1].detach(), want_cls),
+        "token 0 of every image must be the CLS parameter itself, unchanged.",
+    )
+    expect(
+        torch.equal(out[:, 1:].detach(), patches.detach()),
+        "tokens 1..N must be the patch tokens, unchanged and in their order.",
+    )
+    loss = (out * torch.randn(out.shape, generator=g)).sum()
+    if not out.requires_grad:
+        raise CheckFailed(
+            "no gradient can flow back to the CLS parameter: the output is cut from the graph. "
+            "Do not use .data, .detach() or torch.tensor(...) on it; expand (or repeat) the "
+            "parameter itself."
+        )
+    loss.backward()
+    expect(
+        cls.grad is not None and cls.grad.abs().sum() > 0,
+        "no gradient reached the CLS parameter: the copy you prepended is detached from it "
+        "(.data, .detach(), .clone().detach() or a new tensor). Use cls_token.expand(B, -1, -1).",
+    )
+    expect(
+        patches.grad is not None and patches.grad.abs().sum() > 0,
+        "no gradient reached the patch tokens: do not detach them.",
+    )
+    before = cls.detach().clone()
+    torch.optim.SGD([cls], lr=0.1).step()
+    expect(
+        not torch.equal(cls.detach(), before),
+        "the CLS parameter did not change after an optimizer step.",
+    )
+    try:
+        one = prepend_cls(cls, patches[:1].detach())  # the batch size must not be hard-coded
+    except RuntimeError:
+        one = None
+    expect(
+        one is not None and tuple(one.shape) == (1, N + 1, D),
+        f"with one image the output should be (1, {N + 1}, {D}), but it failed: "
+        "take B from patch_tokens.shape[0], do not hard-code it.",
+    )
+
+
+ex_prepend_cls = Exercise(
+    name="ex_prepend_cls",
+    checker=_check_prepend_cls,
+    hint_text=(
+        "B = patch_tokens.shape[0]; cls_token.expand(B, -1, -1) gives (B, 1, D) without "
+        "copying; then torch.cat([..., patch_tokens], dim=1)."
+    ),
+    solution_text="""```python
+def prepend_cls(cls_token, patch_tokens):
+    B = patch_tokens.shape[0]
+    cls = cls_token.expand(B, -1, -1)  # (B, 1, D): a view of the one parameter
+    return torch.cat([cls, patch_tokens], dim=1)  # (B, N + 1, D), CLS at index 0
+```""",
+)
+
+
+def _check_fold_cls_slot(fold_cls_slot) -> None:
+
+    with torch.random.fork_rng():  # leave the notebook's random stream alone
+        torch.manual_seed(5)
+        model = VisionTransformer(embed_dim=16, depth=1, num_heads=2).eval()
+        with torch.no_grad():  # make both parts clearly non-zero
+            model.cls_token.normal_(0.0, 0.5)
+            model.pos_embed.normal_(0.0, 0.5)
+        x = torch.rand(3, 3, 32, 32)
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        want = model(x)
+    out = fold_cls_slot(model)
+    expect(out is not None, "your function returned None: build the new model and `return` it.")
+    expect(
+        isinstance(out, VisionTransformer),
+        f"return the model (a VisionTransformer), got {type(out).__name__}.",
+    )
+    expect(
+        all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()),
+        "you changed the model you were given: fold into a copy, new = copy.deepcopy(model).",
+    )
+    expect(
+        isinstance(out.cls_token, torch.nn.Parameter) and out.cls_token.requires_grad,
+        "cls_token must stay a trainable nn.Parameter: change its values in place under "
+        "torch.no_grad() (e.g. new.cls_token += ...), do not replace it by a plain tensor.",
+    )
+    expect(
+        torch.equal(out.pos_embed[:, 1:], model.pos_embed[:, 1:]),
+        "only slot 0 belongs to CLS: the patch slots pos_embed[:, 1:] must stay as they are.",
+    )
+    expect(
+        out.pos_embed[:, 0].abs().max() == 0,
+        "the CLS slot pos_embed[:, 0] must be zero afterwards, or CLS gets it twice.",
+    )
+    with torch.no_grad():
+        got = out(x)
+    expect(
+        torch.allclose(got, want, atol=1e-5),
+        "the outputs changed: the new cls_token must be cls_token + pos_embed[:, :1] (added, "
+        "since embed adds both to row 0), and only then the slot set to zero.",
+    )
+
+
+ex_fold_cls_slot = Exercise(
+    name="ex_fold_cls_slot",
+    checker=_check_fold_cls_slot,
+    hint_text=(
+        "new = copy.deepcopy(model); then under torch.no_grad(): add new.pos_embed[:, :1] to "
+        "new.cls_token in place, and set new.pos_embed[:, 0] to zero. Row 0 of embed(x) is "
+        "cls_token + pos_embed[:, 0], so only the sum matters."
+    ),
+    solution_text="""```python
+def fold_cls_slot(model):
+    new = copy.deepcopy(model)
+    with torch.no_grad():
+        new.cls_token += new.pos_embed[:, :1]  # row 0 of embed(x) keeps the same value...
+        new.pos_embed[:, 0] = 0  # ...now carried by the CLS token alone
+    return new
+```""",
+)
+
+
+def _resample_hw_references(pos_embed, old_hw, new_hw, num_prefix_tokens):
+    """The accepted answers: bicubic or bilinear, with or without antialias."""
+
+    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    D = pos_embed.shape[-1]
+    grid = patches.reshape(1, *old_hw, D).permute(0, 3, 1, 2)  # (1, D, h, w)
+    refs = []
+    for mode in ("bicubic", "bilinear"):
+        for aa in (True, False):
+            r = F.interpolate(grid, size=new_hw, mode=mode, align_corners=False, antialias=aa)
+            refs.append(torch.cat([prefix, r.permute(0, 2, 3, 1).reshape(1, -1, D)], 1))
+    return refs
+
+
+def _check_resample_hw(resample_hw) -> None:
+
+    g = torch.Generator().manual_seed(4)
+    for prefix, old, new, D in ((1, 4, (6, 10), 8), (2, 6, (9, 3), 4)):
+        pe = torch.randn(1, prefix + old * old, D, generator=g)
+        refs = _resample_hw_references(pe, (old, old), new, prefix)
+        try:
+            out = resample_hw(pe, new, prefix)
+        except RuntimeError as e:
+            raise CheckFailed(
+                f"torch raised: {e}. Split off the prefix first: pos_embed[:, :num_prefix_tokens]"
+                " and pos_embed[:, num_prefix_tokens:]; only the second part forms a grid."
+            ) from None
+        expect(out is not None, "your function returned None: build the table and `return` it.")
+        expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+        out = out.detach()
+        want_shape = (1, prefix + new[0] * new[1], D)
+        if out.shape == (1, new[0] * new[1], D):
+            raise CheckFailed(
+                "the prefix slots are missing: torch.cat([prefix, patches], dim=1) at the end."
+            )
+        expect(
+            out.shape == want_shape,
+            f"for prefix={prefix}, new grid {new} (rows, columns) and D={D} expected shape "
+            f"{want_shape}, got {tuple(out.shape)}.",
+        )
+        expect(
+            torch.equal(out[:, :prefix], pe[:, :prefix]),
+            "the prefix slots (CLS, registers) must be copied unchanged: they have no "
+            "position in the image, so they are never interpolated.",
+        )
+        if any(torch.allclose(out, r, atol=1e-4) for r in refs):
+            continue
+        h, w = new
+        flipped = _resample_hw_references(pe, (old, old), (w, h), prefix)  # size=(w, h)
+        col_major = [  # the right grid, listed column by column
+            r[:, prefix:].reshape(h, w, D).transpose(0, 1).reshape(1, -1, D) for r in refs
+        ]
+        if any(torch.allclose(out, r, atol=1e-4) for r in flipped) or any(
+            torch.allclose(out[:, prefix:], c, atol=1e-4) for c in col_major
+        ):
+            raise CheckFailed(
+                "rows and columns are swapped: new_hw is (rows, columns) = (height, width), "
+                "and the output lists the slots row by row."
+            )
+        scrambled = F.interpolate(
+            pe[:, prefix:].reshape(1, D, old, old), size=new, mode="bicubic", align_corners=False
+        )  # a reshape where a permute was needed
+        if torch.allclose(out[:, prefix:], scrambled.reshape(1, -1, D), atol=1e-4):
+            raise CheckFailed(
+                "the channels got mixed with the positions: a plain .reshape(1, D, g, g) of a "
+                "(1, N, D) table does not move D to the front. Use "
+                ".reshape(1, g, g, D).permute(0, 3, 1, 2), and permute back afterwards."
+            )
+        raise CheckFailed(
+            "the patch slots differ from a bicubic (or bilinear) resampling of the grid: "
+            "reshape the patch slots to (1, g, g, D), permute to (1, D, g, g), "
+            "F.interpolate(..., size=new_hw, mode='bicubic', align_corners=False), then back."
+        )
+
+
+ex_resample_hw = Exercise(
+    name="ex_resample_hw",
+    checker=_check_resample_hw,
+    hint_text=(
+        "Split prefix = pos_embed[:, :num_prefix_tokens] from the patch slots; reshape the patch "
+        "slots to (1, g, g, D) and permute to (1, D, g, g); F.interpolate to size=new_hw "
+        "(mode='bicubic', align_corners=False); permute back, reshape to (1, h * w, D), and "
+        "torch.cat([prefix, patches], dim=1)."
+    ),
+    solution_text="""```python
+def resample_hw(pos_embed, new_hw, num_prefix_tokens=1):
+    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    g, D = math.isqrt(patches.shape[1]), patches.shape[-1]
+    grid = patches.reshape(1, g, g, D).permute(0, 3, 1, 2)  # (1, D, g, g)
+    grid = F.interpolate(grid, size=new_hw, mode="bicubic", align_corners=False)  # (1, D, h, w)
+    patches = grid.permute(0, 2, 3, 1).reshape(1, new_hw[0] * new_hw[1], D)
+    return torch.cat([prefix, patches], dim=1)  # the prefix slots, unchanged, first
+```""",
+)
+
+
 # --- 03 ---
 # 03_attention: masked attention from scratch; a mask that lets CLS read only the object.
 
@@ -285,263 +542,6 @@ def object_only_mask(masks, patch_size=4):
 )
 
 
-# --- 01 / 02 ---
-# 01_patches_and_cls_token: prepend the CLS token.
-# 02_positional_encoding: fold the CLS slot of pos_embed into the CLS token; resample a
-# position table to a rectangular grid, keeping the prefix slots apart.
-
-
-def _check_prepend_cls(prepend_cls) -> None:
-
-    g = torch.Generator().manual_seed(1)
-    B, N, D = 3, 5, 8
-    cls = torch.nn.Parameter(torch.randn(1, 1, D, generator=g))
-    patches = torch.randn(B, N, D, generator=g, requires_grad=True)
-    try:
-        out = prepend_cls(cls, patches)
-    except RuntimeError as e:
-        raise CheckFailed(
-            f"torch raised: {e}. Make the CLS token (B, 1, D) first with "
-            "cls_token.expand(B, -1, -1), then join along the token axis, dim=1 "
-            "(dim 0 is the batch, dim 2 the width D)."
-        ) from None
-    expect(out is not None, "your function returned None: build the sequence and `return` it.")
-    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
-    if out.shape in ((B, 1, D), (1, 1, D), (B, D)):
-        raise CheckFailed(
-            f"you returned only the CLS token, shape {tuple(out.shape)}: return the whole "
-            f"sequence, CLS followed by the {N} patch tokens, shape (B, N + 1, D)."
-        )
-    expect(
-        out.shape == (B, N + 1, D),
-        f"for B={B}, N={N}, D={D} expected shape (B, N + 1, D) = {(B, N + 1, D)}, got "
-        f"{tuple(out.shape)}: concatenate along dim=1, the token axis.",
-    )
-    want_cls = cls.detach().expand(B, 1, D)
-    if torch.equal(out[:, -1:].detach(), want_cls) and torch.equal(
-        out[:, :-1].detach(), patches.detach()
-    ):
-        raise CheckFailed(
-            "the CLS token is at the end: it must come first (index 0), "
-            "torch.cat([cls, patches], dim=1). Pooling reads tokens[:, 0]."
-        )
-    expect(
-        torch.equal(out[:, :1].detach(), want_cls),
-        "token 0 of every image must be the CLS parameter itself, unchanged.",
-    )
-    expect(
-        torch.equal(out[:, 1:].detach(), patches.detach()),
-        "tokens 1..N must be the patch tokens, unchanged and in their order.",
-    )
-    loss = (out * torch.randn(out.shape, generator=g)).sum()
-    if not out.requires_grad:
-        raise CheckFailed(
-            "no gradient can flow back to the CLS parameter: the output is cut from the graph. "
-            "Do not use .data, .detach() or torch.tensor(...) on it; expand (or repeat) the "
-            "parameter itself."
-        )
-    loss.backward()
-    expect(
-        cls.grad is not None and cls.grad.abs().sum() > 0,
-        "no gradient reached the CLS parameter: the copy you prepended is detached from it "
-        "(.data, .detach(), .clone().detach() or a new tensor). Use cls_token.expand(B, -1, -1).",
-    )
-    expect(
-        patches.grad is not None and patches.grad.abs().sum() > 0,
-        "no gradient reached the patch tokens: do not detach them.",
-    )
-    before = cls.detach().clone()
-    torch.optim.SGD([cls], lr=0.1).step()
-    expect(
-        not torch.equal(cls.detach(), before),
-        "the CLS parameter did not change after an optimizer step.",
-    )
-    try:
-        one = prepend_cls(cls, patches[:1].detach())  # the batch size must not be hard-coded
-    except RuntimeError:
-        one = None
-    expect(
-        one is not None and tuple(one.shape) == (1, N + 1, D),
-        f"with one image the output should be (1, {N + 1}, {D}), but it failed: "
-        "take B from patch_tokens.shape[0], do not hard-code it.",
-    )
-
-
-ex_prepend_cls = Exercise(
-    name="ex_prepend_cls",
-    checker=_check_prepend_cls,
-    hint_text=(
-        "B = patch_tokens.shape[0]; cls_token.expand(B, -1, -1) gives (B, 1, D) without "
-        "copying; then torch.cat([..., patch_tokens], dim=1)."
-    ),
-    solution_text="""```python
-def prepend_cls(cls_token, patch_tokens):
-    B = patch_tokens.shape[0]
-    cls = cls_token.expand(B, -1, -1)  # (B, 1, D): a view of the one parameter
-    return torch.cat([cls, patch_tokens], dim=1)  # (B, N + 1, D), CLS at index 0
-```""",
-)
-
-
-def _check_fold_cls_slot(fold_cls_slot) -> None:
-
-    with torch.random.fork_rng():  # leave the notebook's random stream alone
-        torch.manual_seed(5)
-        model = VisionTransformer(dim=16, depth=1, heads=2).eval()
-        with torch.no_grad():  # make both parts clearly non-zero
-            model.cls_token.normal_(0.0, 0.5)
-            model.pos_embed.normal_(0.0, 0.5)
-        x = torch.rand(3, 3, 32, 32)
-    before = copy.deepcopy(model.state_dict())
-    with torch.no_grad():
-        want = model(x)
-    out = fold_cls_slot(model)
-    expect(out is not None, "your function returned None: build the new model and `return` it.")
-    expect(
-        isinstance(out, VisionTransformer),
-        f"return the model (a VisionTransformer), got {type(out).__name__}.",
-    )
-    expect(
-        all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()),
-        "you changed the model you were given: fold into a copy, new = copy.deepcopy(model).",
-    )
-    expect(
-        isinstance(out.cls_token, torch.nn.Parameter) and out.cls_token.requires_grad,
-        "cls_token must stay a trainable nn.Parameter: change its values in place under "
-        "torch.no_grad() (e.g. new.cls_token += ...), do not replace it by a plain tensor.",
-    )
-    expect(
-        torch.equal(out.pos_embed[:, 1:], model.pos_embed[:, 1:]),
-        "only slot 0 belongs to CLS: the patch slots pos_embed[:, 1:] must stay as they are.",
-    )
-    expect(
-        out.pos_embed[:, 0].abs().max() == 0,
-        "the CLS slot pos_embed[:, 0] must be zero afterwards, or CLS gets it twice.",
-    )
-    with torch.no_grad():
-        got = out(x)
-    expect(
-        torch.allclose(got, want, atol=1e-5),
-        "the outputs changed: the new cls_token must be cls_token + pos_embed[:, :1] (added, "
-        "since embed adds both to row 0), and only then the slot set to zero.",
-    )
-
-
-ex_fold_cls_slot = Exercise(
-    name="ex_fold_cls_slot",
-    checker=_check_fold_cls_slot,
-    hint_text=(
-        "new = copy.deepcopy(model); then under torch.no_grad(): add new.pos_embed[:, :1] to "
-        "new.cls_token in place, and set new.pos_embed[:, 0] to zero. Row 0 of embed(x) is "
-        "cls_token + pos_embed[:, 0], so only the sum matters."
-    ),
-    solution_text="""```python
-def fold_cls_slot(model):
-    new = copy.deepcopy(model)
-    with torch.no_grad():
-        new.cls_token += new.pos_embed[:, :1]  # row 0 of embed(x) keeps the same value...
-        new.pos_embed[:, 0] = 0  # ...now carried by the CLS token alone
-    return new
-```""",
-)
-
-
-def _resample_hw_references(pos_embed, old_hw, new_hw, num_prefix_tokens):
-    """The accepted answers: bicubic or bilinear, with or without antialias."""
-
-    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    D = pos_embed.shape[-1]
-    grid = patches.reshape(1, *old_hw, D).permute(0, 3, 1, 2)  # (1, D, h, w)
-    refs = []
-    for mode in ("bicubic", "bilinear"):
-        for aa in (True, False):
-            r = F.interpolate(grid, size=new_hw, mode=mode, align_corners=False, antialias=aa)
-            refs.append(torch.cat([prefix, r.permute(0, 2, 3, 1).reshape(1, -1, D)], 1))
-    return refs
-
-
-def _check_resample_hw(resample_hw) -> None:
-
-    g = torch.Generator().manual_seed(4)
-    for prefix, old, new, D in ((1, 4, (6, 10), 8), (2, 6, (9, 3), 4)):
-        pe = torch.randn(1, prefix + old * old, D, generator=g)
-        refs = _resample_hw_references(pe, (old, old), new, prefix)
-        try:
-            out = resample_hw(pe, new, prefix)
-        except RuntimeError as e:
-            raise CheckFailed(
-                f"torch raised: {e}. Split off the prefix first: pos_embed[:, :num_prefix_tokens]"
-                " and pos_embed[:, num_prefix_tokens:]; only the second part forms a grid."
-            ) from None
-        expect(out is not None, "your function returned None: build the table and `return` it.")
-        expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
-        out = out.detach()
-        want_shape = (1, prefix + new[0] * new[1], D)
-        if out.shape == (1, new[0] * new[1], D):
-            raise CheckFailed(
-                "the prefix slots are missing: torch.cat([prefix, patches], dim=1) at the end."
-            )
-        expect(
-            out.shape == want_shape,
-            f"for prefix={prefix}, new grid {new} (rows, columns) and D={D} expected shape "
-            f"{want_shape}, got {tuple(out.shape)}.",
-        )
-        expect(
-            torch.equal(out[:, :prefix], pe[:, :prefix]),
-            "the prefix slots (CLS, registers) must be copied unchanged: they have no "
-            "position in the image, so they are never interpolated.",
-        )
-        if any(torch.allclose(out, r, atol=1e-4) for r in refs):
-            continue
-        h, w = new
-        flipped = _resample_hw_references(pe, (old, old), (w, h), prefix)  # size=(w, h)
-        col_major = [  # the right grid, listed column by column
-            r[:, prefix:].reshape(h, w, D).transpose(0, 1).reshape(1, -1, D) for r in refs
-        ]
-        if any(torch.allclose(out, r, atol=1e-4) for r in flipped) or any(
-            torch.allclose(out[:, prefix:], c, atol=1e-4) for c in col_major
-        ):
-            raise CheckFailed(
-                "rows and columns are swapped: new_hw is (rows, columns) = (height, width), "
-                "and the output lists the slots row by row."
-            )
-        scrambled = F.interpolate(
-            pe[:, prefix:].reshape(1, D, old, old), size=new, mode="bicubic", align_corners=False
-        )  # a reshape where a permute was needed
-        if torch.allclose(out[:, prefix:], scrambled.reshape(1, -1, D), atol=1e-4):
-            raise CheckFailed(
-                "the channels got mixed with the positions: a plain .reshape(1, D, g, g) of a "
-                "(1, N, D) table does not move D to the front. Use "
-                ".reshape(1, g, g, D).permute(0, 3, 1, 2), and permute back afterwards."
-            )
-        raise CheckFailed(
-            "the patch slots differ from a bicubic (or bilinear) resampling of the grid: "
-            "reshape the patch slots to (1, g, g, D), permute to (1, D, g, g), "
-            "F.interpolate(..., size=new_hw, mode='bicubic', align_corners=False), then back."
-        )
-
-
-ex_resample_hw = Exercise(
-    name="ex_resample_hw",
-    checker=_check_resample_hw,
-    hint_text=(
-        "Split prefix = pos_embed[:, :num_prefix_tokens] from the patch slots; reshape the patch "
-        "slots to (1, g, g, D) and permute to (1, D, g, g); F.interpolate to size=new_hw "
-        "(mode='bicubic', align_corners=False); permute back, reshape to (1, h * w, D), and "
-        "torch.cat([prefix, patches], dim=1)."
-    ),
-    solution_text="""```python
-def resample_hw(pos_embed, new_hw, num_prefix_tokens=1):
-    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    g, D = math.isqrt(patches.shape[1]), patches.shape[-1]
-    grid = patches.reshape(1, g, g, D).permute(0, 3, 1, 2)  # (1, D, g, g)
-    grid = F.interpolate(grid, size=new_hw, mode="bicubic", align_corners=False)  # (1, D, h, w)
-    patches = grid.permute(0, 2, 3, 1).reshape(1, new_hw[0] * new_hw[1], D)
-    return torch.cat([prefix, patches], dim=1)  # the prefix slots, unchanged, first
-```""",
-)
-
-
 # --- 04 ---
 # 04_classification: global average pooling over the patch tokens only; how many parameters
 # a model saves when it drops the CLS token.
@@ -606,7 +606,9 @@ def _check_gap_pool(gap_pool) -> None:
     )
     # the model's own head, fed with your pooling, must give the model's logits
     torch.manual_seed(0)
-    model = VisionTransformer(dim=D, depth=1, heads=2, pool="gap", reg_tokens=prefix - 1).eval()
+    model = VisionTransformer(
+        embed_dim=D, depth=1, num_heads=2, global_pool="avg", reg_tokens=prefix - 1
+    ).eval()
     with torch.no_grad():
         mine = model.head(model.fc_norm(gap_pool(tokens.clone(), prefix)))
         expect(
@@ -632,13 +634,13 @@ def gap_pool(tokens, num_prefix_tokens):
 
 def _saved_parameters_truth(dim: int, pos_embed: str) -> int:
 
-    kw = dict(dim=dim, depth=1, heads=2, pool="gap", pos_embed=pos_embed)
+    kw = dict(embed_dim=dim, depth=1, num_heads=2, global_pool="avg", pos_embed=pos_embed)
     with_cls = count_parameters(VisionTransformer(class_token=True, **kw))
     return with_cls - count_parameters(VisionTransformer(class_token=False, **kw))
 
 
 def _check_saved_parameters(saved_parameters) -> None:
-    cases = [(d, pe) for d in (8, 16, 32) for pe in ("learned", "sincos", "none")]
+    cases = [(d, pe) for d in (8, 16, 32) for pe in ("learn", "sincos", "none")]
     for dim, pe in cases:
         try:
             got = saved_parameters(dim, pe)
@@ -650,7 +652,7 @@ def _check_saved_parameters(saved_parameters) -> None:
         truth = _saved_parameters_truth(dim, pe)
         if got == truth:
             continue
-        if pe == "learned" and got == dim:
+        if pe == "learn" and got == dim:
             raise CheckFailed(
                 f"for dim={dim} with learned position embeddings you said {got}: the token "
                 "itself is D numbers, but it also has its own row in pos_embed (slot 0), "
@@ -684,7 +686,7 @@ ex_saved_parameters = Exercise(
     solution_text="""```python
 def saved_parameters(dim, pos_embed):
     token = dim  # cls_token: (1, 1, D)
-    slot = dim if pos_embed == "learned" else 0  # its row of a learned pos_embed
+    slot = dim if pos_embed == "learn" else 0  # its row of a learned pos_embed
     return token + slot
 ```""",
 )

@@ -7,74 +7,94 @@
   self-attention and then transforms every token on its own with an MLP.
 - Residual path: x = x + attn(norm1(x)); x = x + mlp(norm2(x)). Tokens keep their width D
   all the way through, so the CLS token is a D-vector at every depth.
-- Head: a final LayerNorm, then pooling ("cls": the CLS token, "gap": the mean of the patch
-  tokens, "map": one learned query attending to the patch tokens), then a linear `head`.
+- Head: a final LayerNorm, then pooling (`global_pool`: "token" takes the CLS token, "avg"
+  the mean of the patch tokens, "map" lets one learned query attend to the patch tokens),
+  then a linear `head`.
 
-Parameter names and the math follow timm's `VisionTransformer` (LayerNorm eps 1e-6, exact
-GELU, qkv with bias, `fc_norm` after average pooling, `attn_pool` for "map"), so a state
-dict of this model loads into a timm model of the same configuration.
+Option names, parameter names and the math follow timm's `VisionTransformer` (LayerNorm eps
+1e-6, exact GELU, qkv with bias, `fc_norm` after average pooling, `attn_pool` for "map"):
+`timm.models.vision_transformer.VisionTransformer(**helpers.timm_adapter.timm_kwargs(cfg))`
+builds the same model, and our state dict loads into it with the same logits.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-POOLS = ("cls", "gap", "map")
-CLS_INITS = ("trunc_normal", "zeros", "randn")
-POS_EMBEDS = ("learned", "sincos", "none")
+GLOBAL_POOLS = ("token", "avg", "map")
+POS_EMBEDS = ("learn", "sincos", "none")  # timm knows "learn" and "none"; "sincos" is ours
+CLS_INITS = ("trunc_normal", "normal", "zeros", "randn")
+
+# Names of an earlier version of this config (and of checkpoints saved with it) -> timm's.
+LEGACY_NAMES = {
+    "image_size": "img_size",
+    "in_channels": "in_chans",
+    "dim": "embed_dim",
+    "heads": "num_heads",
+    "pool": "global_pool",
+    "dropout": "proj_drop_rate",
+    "attn_dropout": "attn_drop_rate",
+}
+LEGACY_VALUES = {"global_pool": {"cls": "token", "gap": "avg"}, "pos_embed": {"learned": "learn"}}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ViTConfig:
-    image_size: int = 32  # images are image_size x image_size
+    """Every size and option of the model, under the names timm's VisionTransformer uses
+    (except `cls_init` and `pos_embed="sincos"`, which timm does not have)."""
+
+    img_size: int = 32  # images are img_size x img_size
     patch_size: int = 4  # patches are patch_size x patch_size pixels
-    in_channels: int = 3
+    in_chans: int = 3
     num_classes: int = 6
-    dim: int = 64  # token width D
+    embed_dim: int = 64  # token width D
     depth: int = 4  # number of transformer blocks
-    heads: int = 4
-    mlp_ratio: float = 2.0  # MLP hidden width = mlp_ratio * dim
-    dropout: float = 0.0  # after the attention projection and in the MLP
-    attn_dropout: float = 0.0  # on the attention weights
-    pool: str = "cls"  # "cls", "gap" or "map"
-    class_token: bool = True  # "gap" and "map" models may run without one
-    reg_tokens: int = 0  # extra learned tokens after CLS ("registers")
-    cls_init: str = "trunc_normal"  # "trunc_normal" (std 0.02), "zeros" or "randn"
-    pos_embed: str = "learned"  # "learned", "sincos" (fixed 2D) or "none"
+    num_heads: int = 4
+    mlp_ratio: float = 2.0  # MLP hidden width = mlp_ratio * embed_dim
+    class_token: bool = True
+    reg_tokens: int = 0  # extra learned tokens after CLS ("registers", Darcet et al. 2024)
+    global_pool: str = "token"  # "token" (CLS), "avg" (mean of patches) or "map"
+    pos_embed: str = "learn"  # "learn", "sincos" (fixed 2D) or "none"
+    drop_rate: float = 0.0  # dropout on the pooled feature, just before the head
+    proj_drop_rate: float = 0.0  # after the attention projection and in the MLP
+    attn_drop_rate: float = 0.0  # on the attention weights
+    cls_init: str = "trunc_normal"  # how the CLS token starts: see init_cls_token
 
     def __post_init__(self):
-        if self.image_size % self.patch_size != 0:
+        if self.img_size % self.patch_size != 0:
             raise ValueError(
-                f"image_size={self.image_size} is not divisible by patch_size={self.patch_size}: "
+                f"img_size={self.img_size} is not divisible by patch_size={self.patch_size}: "
                 f"choose a patch size that divides the image size (e.g. 4 or 8 for 32)."
             )
-        if self.dim % self.heads != 0:
+        if self.embed_dim % self.num_heads != 0:
             raise ValueError(
-                f"dim={self.dim} is not divisible by heads={self.heads}: each head gets "
-                f"dim // heads channels, so pick heads among the divisors of {self.dim}."
+                f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}: "
+                f"each head gets embed_dim // num_heads channels, so pick num_heads among the "
+                f"divisors of {self.embed_dim}."
             )
-        if self.pool not in POOLS:
-            raise ValueError(f"pool={self.pool!r} is not one of {POOLS}.")
-        if self.pool == "cls" and not self.class_token:
+        if self.global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"global_pool={self.global_pool!r} is not one of {GLOBAL_POOLS}.")
+        if self.global_pool == "token" and not self.class_token:
             raise ValueError(
-                'pool="cls" needs class_token=True; use pool="gap" or "map" without one.'
+                'global_pool="token" pools the CLS token, so it needs class_token=True; use '
+                'global_pool="avg" or "map" without one.'
             )
         if self.cls_init not in CLS_INITS:
             raise ValueError(f"cls_init={self.cls_init!r} is not one of {CLS_INITS}.")
         if self.pos_embed not in POS_EMBEDS:
             raise ValueError(f"pos_embed={self.pos_embed!r} is not one of {POS_EMBEDS}.")
-        if self.in_channels < 1 or self.num_classes < 1 or self.reg_tokens < 0:
-            raise ValueError("in_channels and num_classes must be >= 1, reg_tokens >= 0.")
+        if self.in_chans < 1 or self.num_classes < 1 or self.reg_tokens < 0:
+            raise ValueError("in_chans and num_classes must be >= 1, reg_tokens >= 0.")
 
     @property
     def grid_size(self) -> int:
-        return self.image_size // self.patch_size
+        return self.img_size // self.patch_size
 
     @property
     def num_patches(self) -> int:
@@ -86,6 +106,78 @@ class ViTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def make_config(cfg: ViTConfig | None = None, **overrides) -> ViTConfig:
+    """`cfg` (default ViTConfig()) with `overrides`; an old or unknown option name is named."""
+    known = {f.name for f in fields(ViTConfig)}
+    for name in overrides:
+        if name in LEGACY_NAMES:
+            raise TypeError(f"ViTConfig has no option {name!r}: it is now {LEGACY_NAMES[name]!r}.")
+        if name not in known:
+            raise TypeError(f"ViTConfig has no option {name!r}; the options: {sorted(known)}.")
+    return replace(cfg or ViTConfig(), **overrides)
+
+
+# --------------------------------------------------------------------------------------
+# Initialization: samplers the series owns, so the same seed gives the same model on every
+# torch version (torch 2.13 changed how nn.init.trunc_normal_ draws its values).
+# --------------------------------------------------------------------------------------
+
+
+def _open_uniform(shape) -> torch.Tensor:
+    """Uniform numbers in (0, 1), float64, from torch's global generator (torch.rand)."""
+    return torch.rand(shape, dtype=torch.float64) + 2.0**-54  # rand is in [0, 1 - 2^-53]
+
+
+@torch.no_grad()
+def normal_(t: torch.Tensor, std: float, truncate: float | None = None) -> torch.Tensor:
+    """Fill `t` with Normal(0, std) values, cut at +-truncate * std when `truncate` is given.
+
+    Inverse-CDF sampling in float64: u ~ Uniform(Phi(-a), Phi(a)), x = std * Phi^-1(u). It
+    uses only torch.rand, so the values do not depend on the torch version. (A cut at 2 std,
+    as here, leaves a standard deviation of 0.88 std.)
+    """
+    u = _open_uniform(t.shape)
+    if truncate is not None:
+        lo = 0.5 * (1 + math.erf(-truncate / math.sqrt(2)))  # Phi(-a)
+        u = lo + (1 - 2 * lo) * u
+    return t.copy_(torch.special.ndtri(u) * std)
+
+
+@torch.no_grad()
+def uniform_(t: torch.Tensor, bound: float) -> torch.Tensor:
+    """Fill `t` with Uniform(-bound, bound) values (float64 draws, like normal_)."""
+    return t.copy_((2 * _open_uniform(t.shape) - 1) * bound)
+
+
+def trunc_normal_(t: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    """Normal(0, std) cut at +-2 std: DeiT's and timm <= 0.4's init for weights and tokens.
+
+    (nn.init.trunc_normal_ cuts at absolute values +-2 by default, which for std 0.02 cuts
+    nothing; here the cut is where "truncated" means it.)
+    """
+    return normal_(t, std, truncate=2.0)
+
+
+@torch.no_grad()
+def init_cls_token(param: torch.Tensor, how: str = "trunc_normal") -> torch.Tensor:
+    """Fill a CLS token in place. The choices, and who uses them:
+
+    - "trunc_normal": truncated normal, std 0.02 (DeiT; timm <= 0.4). The series' default.
+    - "normal": normal, std 1e-6 (timm 1.x): practically zero, but not exactly.
+    - "zeros": all zeros (the original ViT, Dosovitskiy et al. 2021, in big_vision / Flax).
+    - "randn": standard normal, std 1: a deliberately bad choice, for comparison.
+    """
+    if how == "trunc_normal":
+        return trunc_normal_(param, std=0.02)
+    if how == "normal":
+        return normal_(param, std=1e-6)
+    if how == "zeros":
+        return param.zero_()
+    if how == "randn":
+        return normal_(param, std=1.0)
+    raise ValueError(f"unknown CLS init {how!r}; choose one of {CLS_INITS}.")
 
 
 def sincos_2d(grid_size: int, dim: int) -> torch.Tensor:
@@ -101,29 +193,34 @@ def sincos_2d(grid_size: int, dim: int) -> torch.Tensor:
     return emb.float()
 
 
+# --------------------------------------------------------------------------------------
+# The modules
+# --------------------------------------------------------------------------------------
+
+
 class PatchEmbed(nn.Module):
     """Image (B, C, H, W) -> patch tokens (B, N, D) with one strided convolution."""
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         self.cfg = cfg
-        self.proj = nn.Conv2d(cfg.in_channels, cfg.dim, cfg.patch_size, stride=cfg.patch_size)
+        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        if x.ndim != 4 or x.shape[1] != cfg.in_channels:
+        if x.ndim != 4 or x.shape[1] != cfg.in_chans:
             raise ValueError(
-                f"expected images of shape (B, {cfg.in_channels}, {cfg.image_size}, "
-                f"{cfg.image_size}), got {tuple(x.shape)}: "
+                f"expected images of shape (B, {cfg.in_chans}, {cfg.img_size}, "
+                f"{cfg.img_size}), got {tuple(x.shape)}: "
                 + (
                     "add a batch dimension with x.unsqueeze(0)."
                     if x.ndim == 3
-                    else f"the model was built for {cfg.in_channels} channel(s)."
+                    else f"the model was built for {cfg.in_chans} channel(s)."
                 )
             )
-        if x.shape[-2:] != (cfg.image_size, cfg.image_size):
+        if x.shape[-2:] != (cfg.img_size, cfg.img_size):
             raise ValueError(
-                f"expected {cfg.image_size}x{cfg.image_size} images, got "
+                f"expected {cfg.img_size}x{cfg.img_size} images, got "
                 f"{x.shape[-2]}x{x.shape[-1]}: resize the images, or adapt the model with "
                 f"helpers.model.adapt_to_image_size(model, {x.shape[-1]})."
             )
@@ -132,21 +229,25 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention. Returns the weights only when asked to."""
+    """Multi-head self-attention: returns the output, and the weights only when asked."""
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
-        self.heads = cfg.heads
-        self.head_dim = cfg.dim // cfg.heads
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.embed_dim // cfg.num_heads
         self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
-        self.attn_drop = nn.Dropout(cfg.attn_dropout)
-        self.proj = nn.Linear(cfg.dim, cfg.dim)
-        self.proj_drop = nn.Dropout(cfg.dropout)
+        self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim)
+        self.attn_drop = nn.Dropout(cfg.attn_drop_rate)
+        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.proj_drop = nn.Dropout(cfg.proj_drop_rate)
 
     def forward(self, x, attn_mask=None, return_attention=False):
+        """x (B, T, D) -> (B, T, D); with return_attention=True: (output, weights (B, nh, T, T)).
+
+        attn_mask: bool, broadcastable to (B, nh, T, T); True = may attend.
+        """
         B, T, C = x.shape
-        qkv = self.qkv(x).reshape(B, T, 3, self.heads, self.head_dim)  # (B, T, 3, nh, hs)
+        qkv = self.qkv(x).reshape(B, T, 3, self.num_heads, self.head_dim)  # (B, T, 3, nh, hs)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hs)
         if return_attention:
             att = (q * self.scale) @ k.transpose(-2, -1)  # (B, nh, T, T)
@@ -154,22 +255,22 @@ class Attention(nn.Module):
                 att = att.masked_fill(~attn_mask, float("-inf"))
             att = att.softmax(dim=-1)  # each row sums to 1
             y = self.attn_drop(att) @ v  # (B, nh, T, hs)
-        else:
-            att = None  # fused kernel: fast, but the weights are never materialized
+        else:  # the fused kernel: same math, faster, but the weights are never materialized
             p = self.attn_drop.p if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
-        return self.proj_drop(self.proj(y)), att
+        y = self.proj_drop(self.proj(y))
+        return (y, att) if return_attention else y
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
-        self.drop1 = nn.Dropout(dropout)
+        self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden, dim)
-        self.drop2 = nn.Dropout(dropout)
+        self.drop2 = nn.Dropout(drop)
 
     def forward(self, x):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))  # (B, T, D)
@@ -180,16 +281,18 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
         self.attn = Attention(cfg)
-        self.norm2 = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.mlp = Mlp(cfg.dim, int(cfg.dim * cfg.mlp_ratio), cfg.dropout)
+        self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
+        self.mlp = Mlp(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio), cfg.proj_drop_rate)
 
     def forward(self, x, attn_mask=None, return_attention=False):
-        y, att = self.attn(self.norm1(x), attn_mask, return_attention)
+        """x (B, T, D) -> (B, T, D); with return_attention=True: (x, weights (B, nh, T, T))."""
+        y = self.attn(self.norm1(x), attn_mask, return_attention)
+        y, att = y if return_attention else (y, None)
         x = x + y  # (B, T, D)
         x = x + self.mlp(self.norm2(x))  # (B, T, D)
-        return x, att
+        return (x, att) if return_attention else x
 
 
 class AttentionPool(nn.Module):
@@ -200,20 +303,22 @@ class AttentionPool(nn.Module):
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
-        self.heads = cfg.heads
-        self.head_dim = cfg.dim // cfg.heads
-        self.latent = nn.Parameter(torch.zeros(1, 1, cfg.dim))
-        self.q = nn.Linear(cfg.dim, cfg.dim)
-        self.kv = nn.Linear(cfg.dim, 2 * cfg.dim)
-        self.proj = nn.Linear(cfg.dim, cfg.dim)
-        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.mlp = Mlp(cfg.dim, int(cfg.dim * cfg.mlp_ratio))
+        D = cfg.embed_dim
+        self.num_heads = cfg.num_heads
+        self.head_dim = D // cfg.num_heads
+        self.latent = nn.Parameter(torch.zeros(1, 1, D))
+        self.q = nn.Linear(D, D)
+        self.kv = nn.Linear(D, 2 * D)
+        self.proj = nn.Linear(D, D)
+        self.norm = nn.LayerNorm(D, eps=1e-6)
+        self.mlp = Mlp(D, int(D * cfg.mlp_ratio))
 
     def forward(self, x, return_attention=False):
+        """Tokens (B, N, D) -> (B, D); with return_attention=True: (y, weights (B, nh, 1, N))."""
         B, N, C = x.shape
         q = self.q(self.latent.expand(B, -1, -1))  # (B, 1, D)
-        q = q.reshape(B, 1, self.heads, self.head_dim).transpose(1, 2)  # (B, nh, 1, hs)
-        kv = self.kv(x).reshape(B, N, 2, self.heads, self.head_dim)  # (B, N, 2, nh, hs)
+        q = q.reshape(B, 1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, 1, hs)
+        kv = self.kv(x).reshape(B, N, 2, self.num_heads, self.head_dim)  # (B, N, 2, nh, hs)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, N, hs)
         att = ((q * self.head_dim**-0.5) @ k.transpose(-2, -1)).softmax(-1)  # (B, nh, 1, N)
         y = (att @ v).transpose(1, 2).reshape(B, 1, C)  # (B, 1, D)
@@ -224,16 +329,35 @@ class AttentionPool(nn.Module):
 
 
 class VisionTransformer(nn.Module):
+    """The series' ViT: patches and prefix tokens -> `depth` blocks -> norm -> pool -> head.
+
+        model = VisionTransformer()                              # the shipped model's shape
+        model = VisionTransformer(embed_dim=32, depth=2)         # ViTConfig overrides
+        model = VisionTransformer(cfg, global_pool="avg")        # a config, then overrides
+
+    Tokens, in order: [CLS] [registers] [patches, row by row]; T = num_prefix_tokens + N.
+
+    - `model(x)`: logits (B, num_classes) for images x (B, C, H, W) in [0, 1].
+    - `model(x, return_attention=True)`: (logits, [one (B, num_heads, T, T) per block]).
+    - `attn_mask`: a bool mask (True = may attend) broadcastable to (B, num_heads, T, T)
+      for every block, or a list with one mask (or None) per block.
+    - `forward_features` gives the final tokens (B, T, D), `forward_head` the logits from
+      them (and, with return_attention=True, the "map" pool's weights).
+
+    Every parameter is drawn in `init_weights`, from torch's global generator: seed it
+    (torch.manual_seed) and the same seed gives the same model on any torch version.
+    """
+
     def __init__(self, cfg: ViTConfig | None = None, **overrides):
         super().__init__()
-        cfg = ViTConfig(**{**(cfg.to_dict() if cfg else {}), **overrides})
+        cfg = make_config(cfg, **overrides)
         self.cfg = cfg
-        D = cfg.dim
+        D = cfg.embed_dim
         self.patch_embed = PatchEmbed(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, cfg.reg_tokens, D)) if cfg.reg_tokens else None
         T = cfg.num_prefix_tokens + cfg.num_patches
-        if cfg.pos_embed == "learned":
+        if cfg.pos_embed == "learn":
             self.pos_embed = nn.Parameter(torch.zeros(1, T, D))
         elif cfg.pos_embed == "sincos":  # fixed: a buffer, saved with the weights
             table = torch.zeros(1, T, D)
@@ -242,39 +366,45 @@ class VisionTransformer(nn.Module):
         else:
             self.pos_embed = None
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
-        gap = cfg.pool == "gap"
-        self.norm = nn.Identity() if gap else nn.LayerNorm(D, eps=1e-6)  # timm: norm or fc_norm
-        self.attn_pool = AttentionPool(cfg) if cfg.pool == "map" else None
-        self.fc_norm = nn.LayerNorm(D, eps=1e-6) if gap else nn.Identity()
+        avg = cfg.global_pool == "avg"
+        self.norm = nn.Identity() if avg else nn.LayerNorm(D, eps=1e-6)  # timm: norm or fc_norm
+        self.attn_pool = AttentionPool(cfg) if cfg.global_pool == "map" else None
+        self.fc_norm = nn.LayerNorm(D, eps=1e-6) if avg else nn.Identity()
+        self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(D, cfg.num_classes)
-        self.apply(self._init_weights)
-        self._init_tokens()
-
-    @staticmethod
-    def _init_weights(m: nn.Module):
-        # As timm's ViT: Linear layers get a truncated normal (std 0.02); the patch
-        # embedding conv keeps PyTorch's default init, which has a larger scale (about
-        # 1/sqrt(3 * fan_in)), so pixels stand out from the position embeddings at the
-        # start and training leaves its first plateau sooner.
-        if isinstance(m, nn.Linear):
-            trunc_normal(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.init_weights()
 
     @torch.no_grad()
-    def _init_tokens(self):
-        cfg = self.cfg
+    def init_weights(self) -> None:
+        """Draw every parameter, as timm's ViT does, with the series' own samplers:
+
+        - Linear layers: truncated normal, std 0.02; biases zero (timm, DeiT).
+        - Patch convolution: uniform +-1/sqrt(fan_in), PyTorch's default for Conv2d, which
+          timm keeps; its larger scale makes pixels stand out from the position embeddings
+          at the start, so training leaves its first plateau sooner.
+        - LayerNorm: weight 1, bias 0.
+        - cls_token: `cfg.cls_init` (see init_cls_token); registers and a learned pos_embed:
+          truncated normal, std 0.02; the "map" latent: truncated normal, std D^-0.5.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()  # in_chans * P * P
+                uniform_(module.weight, fan_in**-0.5)
+                uniform_(module.bias, fan_in**-0.5)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
         if self.cls_token is not None:
-            init_cls_token(self.cls_token, cfg.cls_init)
+            init_cls_token(self.cls_token, self.cfg.cls_init)
         if self.reg_token is not None:
-            trunc_normal(self.reg_token, std=0.02)
-        if cfg.pos_embed == "learned":
-            trunc_normal(self.pos_embed, std=0.02)
+            trunc_normal_(self.reg_token, std=0.02)
+        if isinstance(self.pos_embed, nn.Parameter):
+            trunc_normal_(self.pos_embed, std=0.02)
         if self.attn_pool is not None:
-            trunc_normal(self.attn_pool.latent, std=cfg.dim**-0.5)
+            trunc_normal_(self.attn_pool.latent, std=self.cfg.embed_dim**-0.5)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, C, H, W) -> the first block's input (B, prefix + N, D)."""
@@ -287,64 +417,52 @@ class VisionTransformer(nn.Module):
         return x
 
     def forward_features(self, x, attn_mask=None, return_attention=False):
-        """Image -> final tokens (B, T, D) after the last norm (and per-layer attention)."""
+        """Image -> final tokens (B, T, D) after the last norm; with return_attention=True:
+        (tokens, [per block (B, nh, T, T)])."""
         x = self.embed(x)
-        check_attn_mask(attn_mask, x.shape[1])
+        masks = layer_masks(attn_mask, self.cfg.depth, x.shape[1])
         attentions = []
-        for block in self.blocks:
-            x, att = block(x, attn_mask, return_attention)  # att: (B, nh, T, T) or None
-            attentions.append(att)
+        for block, mask in zip(self.blocks, masks):
+            if return_attention:
+                x, att = block(x, mask, return_attention=True)  # att: (B, nh, T, T)
+                attentions.append(att)
+            else:
+                x = block(x, mask)  # (B, T, D)
         x = self.norm(x)
         return (x, attentions) if return_attention else x
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Final tokens (B, T, D) -> logits (B, classes)."""
-        if self.cfg.pool == "cls":
+    def forward_head(self, x: torch.Tensor, return_attention=False):
+        """Final tokens (B, T, D) -> logits (B, classes); with return_attention=True:
+        (logits, the "map" pool's weights (B, nh, 1, N), or None for the other pools)."""
+        att = None
+        P = self.cfg.num_prefix_tokens
+        if self.cfg.global_pool == "token":
             x = x[:, 0]  # (B, D): the CLS token alone
-        elif self.cfg.pool == "gap":
-            x = x[:, self.cfg.num_prefix_tokens :].mean(dim=1)  # (B, D): patches only
+        elif self.cfg.global_pool == "avg":
+            x = x[:, P:].mean(dim=1)  # (B, D): patches only
+        elif return_attention:
+            x, att = self.attn_pool(x[:, P:], return_attention=True)  # (B, D)
         else:
-            x = self.attn_pool(x[:, self.cfg.num_prefix_tokens :])  # (B, D)
-        return self.head(self.fc_norm(x))
+            x = self.attn_pool(x[:, P:])  # (B, D)
+        logits = self.head(self.head_drop(self.fc_norm(x)))  # (B, classes)
+        return (logits, att) if return_attention else logits
 
     def forward(self, x, attn_mask=None, return_attention=False):
-        """Logits (B, classes). With return_attention=True: (logits, [per-layer (B, nh, T, T)]).
-
-        attn_mask: optional bool tensor broadcastable to (B, nh, T, T); True = may attend.
-        """
+        """Logits (B, classes); with return_attention=True: (logits, [per block (B, nh, T, T)])."""
         if return_attention:
             x, attentions = self.forward_features(x, attn_mask, return_attention=True)
             return self.forward_head(x), attentions
         return self.forward_head(self.forward_features(x, attn_mask))
 
 
-def trunc_normal(t: torch.Tensor, std: float) -> torch.Tensor:
-    """Normal(0, std) cut at +-2 std. (nn.init.trunc_normal_ cuts at absolute +-2 by default,
-    which for std=0.02 cuts nothing; here the cut is where "truncated" means it.)"""
-    return nn.init.trunc_normal_(t, std=std, a=-2 * std, b=2 * std)
-
-
-def init_cls_token(param: torch.Tensor, how: str = "trunc_normal") -> torch.Tensor:
-    """Fill a CLS token in place: truncated normal std 0.02 (timm's ViT), zeros, or randn."""
-    with torch.no_grad():
-        if how == "trunc_normal":
-            trunc_normal(param, std=0.02)
-        elif how == "zeros":
-            nn.init.zeros_(param)
-        elif how == "randn":
-            param.normal_(0.0, 1.0)
-        else:
-            raise ValueError(f"unknown CLS init {how!r}; choose one of {CLS_INITS}.")
-    return param
-
-
 def check_attn_mask(attn_mask: torch.Tensor | None, num_tokens: int) -> None:
     """An attention mask must be boolean (True = may attend) and leave every query a key."""
     if attn_mask is None:
         return
-    if attn_mask.dtype != torch.bool:
+    if not isinstance(attn_mask, torch.Tensor) or attn_mask.dtype != torch.bool:
         raise ValueError(
-            f"attn_mask must be a bool tensor (True = may attend), got {attn_mask.dtype}."
+            "attn_mask must be a bool tensor (True = may attend), got "
+            f"{getattr(attn_mask, 'dtype', type(attn_mask).__name__)}."
         )
     if attn_mask.shape[-2:] != (num_tokens, num_tokens):
         raise ValueError(
@@ -356,6 +474,23 @@ def check_attn_mask(attn_mask: torch.Tensor | None, num_tokens: int) -> None:
             "attn_mask leaves some query with no key at all (its softmax would be NaN): "
             "let every token at least attend to itself."
         )
+
+
+def layer_masks(attn_mask, depth: int, num_tokens: int) -> list:
+    """One attention mask (or None) per block, from one mask for all or a list of `depth`."""
+    if attn_mask is None or isinstance(attn_mask, torch.Tensor):
+        masks = [attn_mask] * depth
+    elif isinstance(attn_mask, Sequence) and len(attn_mask) == depth:
+        masks = list(attn_mask)
+    else:
+        raise ValueError(
+            f"attn_mask must be None, one bool tensor for every block, or a list of {depth} "
+            f"(one per block, None where a block is unmasked); got {type(attn_mask).__name__}"
+            + (f" of length {len(attn_mask)}." if isinstance(attn_mask, Sequence) else ".")
+        )
+    for m in masks:
+        check_attn_mask(m, num_tokens)
+    return masks
 
 
 def resample_pos_embed(
@@ -379,20 +514,20 @@ def resample_pos_embed(
     return torch.cat([prefix, patches], dim=1)
 
 
-def adapt_to_image_size(model: VisionTransformer, image_size: int) -> VisionTransformer:
-    """A copy of `model` for image_size x image_size inputs (same patches, resampled pos_embed)."""
-    cfg = ViTConfig(**{**model.cfg.to_dict(), "image_size": image_size})
+def adapt_to_image_size(model: VisionTransformer, img_size: int) -> VisionTransformer:
+    """A copy of `model` for img_size x img_size inputs (same patches, resampled pos_embed)."""
+    cfg = replace(model.cfg, img_size=img_size)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if cfg.pos_embed == "learn":
+        state["pos_embed"] = resample_pos_embed(
+            state["pos_embed"], cfg.grid_size, cfg.num_prefix_tokens
+        )
     new = VisionTransformer(cfg)
-    state = copy.deepcopy(model.state_dict())
-    if model.pos_embed is not None:
-        if cfg.pos_embed == "sincos":
-            state["pos_embed"] = new.pos_embed.clone()
-        else:
-            state["pos_embed"] = resample_pos_embed(
-                state["pos_embed"], cfg.grid_size, cfg.num_prefix_tokens
-            )
+    if cfg.pos_embed == "sincos":  # a fixed table: the new grid's own
+        state["pos_embed"] = new.pos_embed.clone()
     new.load_state_dict(state)
-    return new.train(model.training)
+    device = next(model.parameters()).device
+    return new.to(device).train(model.training)
 
 
 def count_parameters(model: nn.Module) -> int:

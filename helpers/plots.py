@@ -89,7 +89,8 @@ def add_colorbar(fig, mappable, ax, label="attention weight"):
 
 
 def plot_history(history, title="Training"):
-    """Loss per step (left) and train/val accuracy per epoch (right)."""
+    """Loss per step (left) and accuracy over training (right): validation accuracy at every
+    evaluation, training accuracy per epoch (plotted at the epoch's last step)."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
     loss = np.asarray(history.step_loss)
     a1.plot(loss, alpha=0.3, color="C0", label="per step")
@@ -99,9 +100,12 @@ def plot_history(history, title="Training"):
         a1.plot(np.arange(k - 1, len(loss)), smooth, color="C0", label=f"mean of {k} steps")
     a1.set(xlabel="step", ylabel="cross-entropy loss", title=f"{title}: loss")
     a1.legend()
-    a2.plot(history.epoch, history.train_acc, "o-", label="train")
-    a2.plot(history.epoch, history.val_acc, "s-", label="validation")
-    a2.set(xlabel="epoch", ylabel="accuracy", title=f"{title}: accuracy", ylim=(0, 1.02))
+    steps_per_epoch = len(loss) // max(1, len(history.epoch))
+    epoch_end = [e * steps_per_epoch for e in history.epoch]
+    a2.plot(epoch_end, history.train_acc, "o-", label="train (per epoch)")
+    if history.val_acc:
+        a2.plot(history.val_step, history.val_acc, "s-", ms=4, label="validation")
+    a2.set(xlabel="step", ylabel="accuracy", title=f"{title}: accuracy", ylim=(0, 1.02))
     a2.legend()
     fig.tight_layout()
     return fig

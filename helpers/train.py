@@ -1,9 +1,11 @@
-"""Seeding, device choice, the training loop, evaluation, and the command that rebuilds the
-shipped checkpoint:
+"""The training loop, evaluation, and the command that rebuilds the shipped checkpoint:
 
     python -m helpers.train --out data/vit_shapes.pt
 
 (see `python -m helpers.train --help`; the defaults are the shipped model's recipe).
+
+Every function here runs the model where it is (see helpers.runtime for the device policy):
+batches move to the model's device, results come back on the CPU.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import argparse
 import json
 import math
 import os
-import random
+import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -25,24 +26,7 @@ from tqdm.auto import tqdm
 from .checkpoint import save_checkpoint
 from .data import ShapesDataset
 from .model import VisionTransformer, ViTConfig, count_parameters
-
-
-def seed_everything(seed: int = 0) -> None:
-    """Seed Python, numpy and torch so that a rerun prints the same numbers on this machine."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(prefer: str | None = None) -> torch.device:
-    """CUDA if present, then Apple's MPS, then the CPU (or `prefer`, e.g. "cpu")."""
-    if prefer:
-        return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+from .runtime import model_device, seed_everything
 
 
 @dataclass
@@ -59,17 +43,16 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """What happened during training, for plots: per step and per epoch."""
+    """What happened during training, for plots: per step, per epoch, per evaluation."""
 
-    step_loss: list = field(default_factory=list)
-    epoch: list = field(default_factory=list)
-    train_loss: list = field(default_factory=list)
-    train_acc: list = field(default_factory=list)
-    val_acc: list = field(default_factory=list)
-    seconds: list = field(default_factory=list)  # wall time at the end of each epoch
-    probe_step: list = field(default_factory=list)  # with train(probe=...): when it measured,
-    probe_seconds: list = field(default_factory=list)  # training time so far (no evaluation),
-    probe_acc: list = field(default_factory=list)  # and accuracy on the probe data
+    step_loss: list = field(default_factory=list)  # training loss of every step
+    epoch: list = field(default_factory=list)  # per epoch: its number,
+    train_loss: list = field(default_factory=list)  # mean training loss,
+    train_acc: list = field(default_factory=list)  # training accuracy,
+    seconds: list = field(default_factory=list)  # and wall time at its end
+    val_step: list = field(default_factory=list)  # per evaluation on val_data: the step,
+    val_seconds: list = field(default_factory=list)  # training time so far (no evaluation),
+    val_acc: list = field(default_factory=list)  # and the accuracy
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,11 +68,11 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 @torch.no_grad()
 def predict(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Class probabilities (N, classes) for float images (N, C, H, W)."""
+    """Class probabilities (N, classes) for float images (N, C, H, W), on the images' device."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = [
-        model(images[i : i + batch_size].to(device)).softmax(-1).cpu()
+        model(images[i : i + batch_size].to(device)).softmax(-1).to(images.device)
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out)
@@ -100,7 +83,7 @@ def predictions(model, dataset, batch_size: int = 500) -> tuple[torch.Tensor, to
     """Predicted and true classes, (N,) each, for a dataset with `.batch(idx)` or an
     (images, labels) pair of tensors, in batches."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     n = len(dataset) if hasattr(dataset, "batch") else len(dataset[1])
     preds, labels = [], []
     for start in range(0, n, batch_size):
@@ -129,26 +112,22 @@ def train(
     val_data=None,
     cfg: TrainConfig | None = None,
     progress: bool = True,
-    device: torch.device | str | None = None,
-    probe: tuple | None = None,
+    eval_every: int | None = None,
 ) -> History:
     """Train with AdamW, warm-up + cosine schedule and cross-entropy; returns a History.
 
+    The model trains where it is (put it on a device first); batches follow it there.
+    val_data: measured at the end of every epoch, or every `eval_every` steps and at the
+    last one; History.val_seconds counts training time only (for "time to X% accuracy").
     The progress bar is one line (tqdm.auto: a widget in notebooks, text in a terminal).
-    probe=(dataset, every): also measure accuracy on `dataset` every `every` steps, with the
-    training time so far not counting any evaluation (for "time to X% accuracy").
     """
     cfg = cfg or TrainConfig()
-    device = (
-        pick_device(device if isinstance(device, str) else None)
-        if not isinstance(device, torch.device)
-        else device
-    )
-    model.to(device)
+    device = model_device(model)
     seed_everything(cfg.seed)
     n = len(train_data) if cfg.n_train is None else min(cfg.n_train, len(train_data))
     steps_per_epoch = n // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
+    every = eval_every or steps_per_epoch
     decay = [p for p in model.parameters() if p.ndim >= 2 and p.requires_grad]
     no_decay = [p for p in model.parameters() if p.ndim < 2 and p.requires_grad]
     opt = torch.optim.AdamW(
@@ -187,10 +166,10 @@ def train(
             opt.step()
             step += 1
             compute += time.perf_counter() - t_step
-            if probe is not None and (step % probe[1] == 0 or step == total):
-                hist.probe_step.append(step)
-                hist.probe_seconds.append(compute)
-                hist.probe_acc.append(evaluate(model, probe[0]))
+            if val_data is not None and (step % every == 0 or step == total):
+                hist.val_step.append(step)
+                hist.val_seconds.append(compute)
+                hist.val_acc.append(evaluate(model, val_data))
                 model.train()
             hist.step_loss.append(loss.item())
             run_loss += loss.item() * len(y)
@@ -202,11 +181,11 @@ def train(
         hist.epoch.append(epoch + 1)
         hist.train_loss.append(run_loss / seen)
         hist.train_acc.append(run_correct / seen)
-        hist.val_acc.append(evaluate(model, val_data) if val_data is not None else float("nan"))
         hist.seconds.append(time.perf_counter() - start)
-        bar.set_postfix(
-            epoch=epoch + 1, loss=f"{hist.train_loss[-1]:.3f}", val_acc=f"{hist.val_acc[-1]:.3f}"
-        )
+        post = {"epoch": epoch + 1, "loss": f"{hist.train_loss[-1]:.3f}"}
+        if hist.val_acc:
+            post["val_acc"] = f"{hist.val_acc[-1]:.3f}"
+        bar.set_postfix(post)
     bar.close()
     model.eval()
     return hist
@@ -219,82 +198,6 @@ def confusion_matrix(model, dataset, num_classes: int | None = None, batch_size:
     return torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 
 
-def compare_configs(
-    configs: dict,
-    train_data,
-    eval_data,
-    cfg: TrainConfig | None = None,
-    seeds=(0, 1, 2),
-    base: ViTConfig | None = None,
-    progress: bool = False,
-    device: str = "cpu",
-    done: list[dict] = (),
-) -> list[dict]:
-    """Train one model per (config, seed) on the same budget and evaluate it on `eval_data`.
-
-    configs: {name: ViTConfig overrides on top of `base`}. The seed sets both the model's
-    initialization and the training order (TrainConfig.seed). Returns one row per run:
-    {"name", "seed", "accuracy", "seconds" (training only), "parameters"}.
-    done: rows of runs already made the same way (e.g. a model trained earlier in a notebook);
-    they are kept in their place and not trained again.
-    """
-    cfg = cfg or TrainConfig()
-    known = {(r["name"], r["seed"]): r for r in done}
-    rows = []
-    runs = [(name, seed) for name in configs for seed in seeds]
-    bar = tqdm(runs, disable=not progress, desc="runs", unit="run", dynamic_ncols=True)
-    for name, seed in bar:
-        if (name, seed) in known:
-            rows.append(dict(known[(name, seed)]))
-            continue
-        seed_everything(seed)
-        model = VisionTransformer(base, **configs[name])
-        hist = train(
-            model, train_data, None, replace(cfg, seed=seed), progress=False, device=device
-        )
-        rows.append(
-            {
-                "name": name,
-                "seed": seed,
-                "accuracy": evaluate(model, eval_data),
-                "seconds": hist.seconds[-1],
-                "parameters": count_parameters(model),
-            }
-        )
-    return rows
-
-
-def summarize_runs(rows: list[dict], keys=("accuracy", "seconds")) -> list[dict]:
-    """Group rows by "name" (in order of first appearance): mean, std (n-1), min, max per key,
-    the number of runs, and the parameter count (the same for every seed of a config)."""
-    out = []
-    for name in dict.fromkeys(r["name"] for r in rows):
-        group = [r for r in rows if r["name"] == name]
-        s = {"name": name, "runs": len(group), "parameters": group[0]["parameters"]}
-        for key in keys:
-            v = torch.tensor([float(r[key]) for r in group], dtype=torch.float64)
-            s[key] = v.mean().item()
-            s[f"{key}_std"] = v.std().item() if len(v) > 1 else 0.0
-            s[f"{key}_min"], s[f"{key}_max"] = v.min().item(), v.max().item()
-        out.append(s)
-    return out
-
-
-def format_table(summary: list[dict]) -> str:
-    """An aligned text table of `summarize_runs` output (accuracy in %, time in s)."""
-    head = f"{'config':<22} {'runs':>4} {'accuracy % (mean ± std)':>24} {'min–max %':>12} "
-    head += f"{'train s':>12} {'params':>8}"
-    lines = [head, "-" * len(head)]
-    for s in summary:
-        acc = f"{100 * s['accuracy']:.1f} ± {100 * s['accuracy_std']:.1f}"
-        rng = f"{100 * s['accuracy_min']:.1f}–{100 * s['accuracy_max']:.1f}"
-        sec = f"{s['seconds']:.1f} ± {s['seconds_std']:.1f}"
-        lines.append(
-            f"{s['name']:<22} {s['runs']:>4} {acc:>24} {rng:>12} {sec:>12} {s['parameters']:>8,}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(
         prog="python -m helpers.train",
@@ -302,26 +205,28 @@ def main(argv=None) -> dict:
         "(the defaults rebuild data/vit_shapes.pt).",
     )
     p.add_argument("--out", default="data/vit_shapes.pt", help="checkpoint path")
-    p.add_argument("--pool", default="cls", choices=["cls", "gap", "map"])
+    p.add_argument("--global-pool", default="token", choices=["token", "avg", "map"])
     p.add_argument("--no-class-token", action="store_true")
     for name, val in asdict(TrainConfig()).items():
         if name != "n_train":
             p.add_argument(f"--{name.replace('_', '-')}", type=type(val), default=val)
-    p.add_argument("--dim", type=int, default=ViTConfig.dim)
-    p.add_argument("--depth", type=int, default=ViTConfig.depth)
-    p.add_argument("--heads", type=int, default=ViTConfig.heads)
+    for name in ("embed_dim", "depth", "num_heads"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ViTConfig, name))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     tcfg = TrainConfig(**{k: getattr(a, k) for k in asdict(TrainConfig()) if k != "n_train"})
     seed_everything(tcfg.seed)
-    mcfg = ViTConfig(
-        dim=a.dim, depth=a.depth, heads=a.heads, pool=a.pool, class_token=not a.no_class_token
+    model = VisionTransformer(
+        embed_dim=a.embed_dim,
+        depth=a.depth,
+        num_heads=a.num_heads,
+        global_pool=a.global_pool,
+        class_token=not a.no_class_token,
     )
-    model = VisionTransformer(mcfg)
     train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))
-    hist = train(model, train_ds, val_ds, tcfg, device="cpu")
+    hist = train(model, train_ds, val_ds, tcfg)
     test_acc = evaluate(model, test_ds)
     meta = {
         "test_accuracy": round(test_acc, 4),
@@ -331,6 +236,8 @@ def main(argv=None) -> dict:
         "train_config": asdict(tcfg),
         "dataset": "shapes-in-clutter (helpers.data), seed 0, 20k train / 2k val / 2k test",
         "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
         "command": "python -m helpers.train "
         + " ".join(argv if argv is not None else os.sys.argv[1:]),
     }

@@ -30,95 +30,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .attention import cls_attention, fuse_heads, get_attention, is_timm_vit, rollout, token_map
+from .attention import cls_attention, fuse_heads, get_attention, rollout, token_map
+from .images import UploadError, load_image_bytes, parse_upload
 from .plots import ATTN_CMAP, draw_patch_grid, to_numpy_image
+from .timm_adapter import adapt
 
 MODES = ("raw", "rollout")
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MB
-MAX_UPLOAD_SIDE = 4096  # pixels, either side
 ROLLOUT_FUSIONS = ("mean", "max")  # per-layer head fusions offered for rollout
-
-
-# --------------------------------------------------------------------------------------
-# Uploads: the FileUpload value of ipywidgets 7 and 8, and checked decoding with Pillow
-# --------------------------------------------------------------------------------------
-
-
-class UploadError(ValueError):
-    """A file the explorer cannot use; the message is meant for the reader."""
-
-
-def parse_upload(value) -> list[tuple[str, bytes]]:
-    """FileUpload.value -> [(file name, content bytes)], for ipywidgets 7 and 8 alike.
-
-    ipywidgets 7.x: {name: {"content": bytes, "metadata": {"name": ..., ...}}}
-    ipywidgets 8.x: ({"name": ..., "content": memoryview, "size": ..., ...}, ...)
-    """
-    if not value:
-        return []
-    if isinstance(value, dict):  # 7.x
-        items = [
-            (v.get("metadata", {}).get("name", k), v.get("content", b"")) for k, v in value.items()
-        ]
-    else:  # 8.x: tuple (or list) of dicts
-        items = [(v.get("name", "upload"), v.get("content", b"")) for v in value]
-    return [(str(name), bytes(content)) for name, content in items]
-
-
-def load_image_bytes(
-    data: bytes,
-    image_size: int,
-    channels: int = 3,
-    max_bytes: int = MAX_UPLOAD_BYTES,
-    max_side: int = MAX_UPLOAD_SIDE,
-) -> torch.Tensor:
-    """Decode an uploaded file into a model input (channels, image_size, image_size) in [0, 1].
-
-    Checks size before decoding; any mode (RGBA, palette, greyscale, 16-bit, CMYK) is
-    converted (transparency composited on black, like the dataset's dark background); the
-    image is rotated by its EXIF orientation, centre-cropped to a square and resized with
-    a Lanczos filter. Raises UploadError with a readable message for anything unusable.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if len(data) == 0:
-        raise UploadError("The file is empty.")
-    if len(data) > max_bytes:
-        raise UploadError(
-            f"The file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
-            f"A small picture is plenty: the model sees {image_size}x{image_size} pixels."
-        )
-    try:
-        img = Image.open(io.BytesIO(data))  # reads the header only
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise UploadError(
-            "This file is not an image Pillow can read (try a PNG or JPEG)."
-        ) from None
-    w, h = img.size
-    if max(w, h) > max_side:
-        raise UploadError(
-            f"The image is {w}x{h} pixels; the limit is {max_side} pixels a side. "
-            f"Shrink it first: the model sees {image_size}x{image_size} pixels."
-        )
-    if w < 1 or h < 1:
-        raise UploadError("The image has no pixels.")
-    try:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            img = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            img.alpha_composite(rgba)
-        img = img.convert("RGB" if channels == 3 else "L")
-    except Exception as e:  # truncated or corrupt data, exotic modes
-        raise UploadError(f"The image could not be decoded ({type(e).__name__}: {e}).") from None
-    s = min(img.size)  # centre square
-    left, top = (img.size[0] - s) // 2, (img.size[1] - s) // 2
-    img = img.crop((left, top, left + s, top + s))
-    img = img.resize((image_size, image_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
-    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 # --------------------------------------------------------------------------------------
@@ -144,28 +62,18 @@ class Geometry:
 
 
 def model_geometry(model, image: torch.Tensor | None = None) -> Geometry:
-    """Image size, patch size, channels and prefix tokens of a helpers or timm ViT.
+    """Image size, patch size, channels and prefix tokens of a model with a ViTConfig `cfg`
+    (the series' ViT, or a timm ViT wrapped by helpers.timm_adapter.adapt).
 
     Any other model with `model(x, return_attention=True)` works given a sample `image`
     (C, H, W): the grid is read off the attention's size, the prefix tokens from
     `model.num_prefix_tokens` (default 1: a CLS token)."""
     cfg = getattr(model, "cfg", None)
     if cfg is not None and hasattr(cfg, "patch_size"):
-        return Geometry(
-            cfg.image_size, cfg.patch_size, cfg.in_channels, cfg.class_token, cfg.reg_tokens
-        )
-    if is_timm_vit(model):
-        pe = model.patch_embed
-        return Geometry(
-            int(pe.img_size[0]),
-            int(pe.patch_size[0]),
-            int(pe.proj.in_channels),
-            model.cls_token is not None,
-            int(getattr(model, "num_reg_tokens", 0)),
-        )
+        return Geometry(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.class_token, cfg.reg_tokens)
     if image is None:
         raise TypeError(
-            f"{type(model).__name__} has no `cfg` (helpers ViT) and is not a timm "
+            f"{type(model).__name__} has no `cfg` (the series' ViT) and is not a timm "
             f"VisionTransformer: pass a sample image so its patch grid can be measured."
         )
     prefix = int(getattr(model, "num_prefix_tokens", 1))
@@ -219,12 +127,12 @@ def head_label(head) -> str:
     return f"head {head}" if isinstance(head, int) else f"{head} over heads"
 
 
-def head_options(mode: str, heads: int) -> list[tuple[str, object]]:
+def head_options(mode: str, num_heads: int) -> list[tuple[str, object]]:
     """Head choices for a mode: rollout fuses the heads at every layer (mean or max), so a
     single head is offered for raw attention only."""
     opts = [(head_label(h), h) for h in ROLLOUT_FUSIONS]
     if mode == "raw":
-        opts += [(head_label(h), h) for h in range(heads)]
+        opts += [(head_label(h), h) for h in range(num_heads)]
     return opts
 
 
@@ -235,7 +143,7 @@ class ExplorerState:
     mode: str = "raw"  # "raw" or "rollout"
     query: int = 0  # token index; 0 = CLS when the model has one
 
-    def normalized(self, num_layers: int, heads: int) -> ExplorerState:
+    def normalized(self, num_layers: int, num_heads: int) -> ExplorerState:
         """Valid state: layer in range, rollout with a head fusion (a single head -> mean)."""
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {MODES}.")
@@ -243,8 +151,8 @@ class ExplorerState:
         if layer is None:
             raise ValueError(f"layer {self.layer} does not exist (0..{num_layers - 1}).")
         head = self.head
-        if isinstance(head, int) and not 0 <= head < heads:
-            raise ValueError(f"head {head} does not exist (0..{heads - 1}).")
+        if isinstance(head, int) and not 0 <= head < num_heads:
+            raise ValueError(f"head {head} does not exist (0..{num_heads - 1}).")
         if self.mode == "rollout" and head not in ROLLOUT_FUSIONS:
             head = "mean"
         return replace(self, layer=layer, head=head)
@@ -333,7 +241,7 @@ class AttentionMaps:
             logits, self.attn = get_attention(model, image[None])
             self.rollouts = {f: rollout(self.attn, head_fusion=f) for f in ROLLOUT_FUSIONS}
         self.probs = logits.softmax(-1)[0]
-        self.num_layers, self.heads = self.attn.shape[0], self.attn.shape[2]
+        self.num_layers, self.num_heads = self.attn.shape[0], self.attn.shape[2]
 
     def row(self, state: ExplorerState) -> torch.Tensor:
         """The query's full row over all T tokens (sums to 1)."""
@@ -389,7 +297,8 @@ class AttentionExplorer:
         mode: str = "raw",
         query="CLS",
     ):
-        self.model = model.eval()
+        model = adapt(model).eval()
+        self.model = model
         self.dataset = dataset
         self.classes = classes if classes is not None else getattr(dataset, "classes", None)
         self.geom = model_geometry(model, torch.as_tensor(dataset[index][0]).float())
@@ -400,7 +309,7 @@ class AttentionExplorer:
         self.source = f"test image #{self.index}"
         self.maps = AttentionMaps(model, self.image, self.geom)
         self.state = ExplorerState(layer, head, mode, query_token(query, self.geom)).normalized(
-            self.maps.num_layers, self.maps.heads
+            self.maps.num_layers, self.maps.num_heads
         )
         self.message = ""
         self._build_figure()
@@ -424,7 +333,7 @@ class AttentionExplorer:
         if "query" in changes:
             changes["query"] = query_token(changes["query"], self.geom)
         self.state = replace(self.state, **changes).normalized(
-            self.maps.num_layers, self.maps.heads
+            self.maps.num_layers, self.maps.num_heads
         )
         self._sync_controls()
         self._render()
@@ -673,7 +582,7 @@ class AttentionExplorer:
         )
         self._w_layer.add_class("ae-layer")
         self._w_head = W.Dropdown(
-            options=head_options(s.mode, maps.heads), value=s.head, description="heads"
+            options=head_options(s.mode, maps.num_heads), value=s.head, description="heads"
         )
         self._w_head.add_class("ae-head")
         self._w_mode = W.ToggleButtons(
@@ -751,7 +660,7 @@ class AttentionExplorer:
         s = self.state
         self._syncing = True
         try:
-            opts = head_options(s.mode, self.maps.heads)
+            opts = head_options(s.mode, self.maps.num_heads)
             if list(self._w_head.options) != opts:
                 self._w_head.options = opts
             self._w_head.value = s.head

@@ -25,7 +25,7 @@ def random_attn(L=3, B=2, H=2, T=5, seed=0):
 
 def test_get_attention_shapes_and_logits():
     torch.manual_seed(0)
-    m = VisionTransformer(dim=16, depth=2, heads=2)
+    m = VisionTransformer(embed_dim=16, depth=2, num_heads=2)
     x = torch.rand(3, 3, 32, 32)
     logits, attn = get_attention(m, x)
     assert attn.shape == (2, 3, 2, 65, 65)
@@ -101,7 +101,7 @@ def test_mean_attention_distance():
 
 def test_cls_maps_in_batches_equal_one_pass():
     torch.manual_seed(0)
-    m = VisionTransformer(dim=16, depth=2, heads=2)
+    m = VisionTransformer(embed_dim=16, depth=2, num_heads=2)
     x = torch.rand(7, 3, 32, 32)
     _, attn = get_attention(m, x)
     torch.testing.assert_close(cls_maps(m, x, batch_size=3), cls_attention(attn, layer=-1))

@@ -289,7 +289,7 @@ from helpers.data import CLASSES, ShapesDataset
 from helpers.model import VisionTransformer
 from helpers.widgets import AttentionExplorer
 torch.manual_seed(0)
-model = VisionTransformer(dim=16, depth=2, heads=2)
+model = VisionTransformer(embed_dim=16, depth=2, num_heads=2)
 explorer = AttentionExplorer(model, ShapesDataset("test", n=20), classes=CLASSES, index=0)""",
     "explorer",
     "explorer.set(layer=0, query=(3, 3), mode='rollout');  # no new output",

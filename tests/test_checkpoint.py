@@ -1,17 +1,23 @@
 import pytest
 import torch
 
-from helpers.checkpoint import load_checkpoint, load_weights, read_checkpoint, save_checkpoint
-from helpers.model import VisionTransformer
+from helpers.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    read_checkpoint,
+    save_checkpoint,
+    upgrade_config,
+)
+from helpers.model import VisionTransformer, ViTConfig
+from tests.conftest import TINY, build
 
 
 def tiny(**kw):
-    torch.manual_seed(0)
-    return VisionTransformer(dim=16, depth=1, heads=2, **kw).eval()
+    return build(**TINY, **kw)
 
 
 def test_round_trip_keeps_weights_config_and_meta(tmp_path):
-    m = tiny(pool="map")
+    m = tiny(global_pool="map")
     path = save_checkpoint(m, tmp_path / "m.pt", {"test_accuracy": 0.5})
     m2, meta = load_checkpoint(path)
     assert m2.cfg == m.cfg and meta == {"test_accuracy": 0.5}
@@ -22,7 +28,7 @@ def test_round_trip_keeps_weights_config_and_meta(tmp_path):
 
 def test_loading_into_another_config_names_the_mismatch(tmp_path):
     path = save_checkpoint(tiny(), tmp_path / "m.pt")
-    other = VisionTransformer(dim=16, depth=2, heads=2)
+    other = VisionTransformer(embed_dim=16, depth=2, num_heads=2)
     with pytest.raises(ValueError, match="depth: checkpoint 1 vs model 2"):
         load_weights(other, path)
     assert load_weights(tiny(), path) == {}
@@ -56,3 +62,35 @@ def test_failed_write_leaves_old_file_intact(tmp_path, monkeypatch):
 def test_meta_must_be_plain_data(tmp_path):
     with pytest.raises(TypeError):
         save_checkpoint(tiny(), tmp_path / "m.pt", {"model": object()})
+
+
+def test_checkpoints_of_the_first_format_still_load(tmp_path):
+    """Version 1 stored the config under the series' first names (dim, heads, pool "gap", ...)."""
+    m = tiny(global_pool="avg", class_token=False, pos_embed="sincos")
+    old_config = dict(
+        image_size=32, patch_size=4, in_channels=3, num_classes=6, dim=16, depth=1, heads=2,
+        mlp_ratio=2.0, dropout=0.0, attn_dropout=0.0, pool="gap", class_token=False,
+        reg_tokens=0, cls_init="trunc_normal", pos_embed="sincos",
+    )  # fmt: skip
+    payload = {
+        "format": "inside-the-cls-token/vit",
+        "version": 1,
+        "config": old_config,
+        "state_dict": m.state_dict(),
+        "meta": {"test_accuracy": 0.5},
+    }
+    torch.save(payload, tmp_path / "old.pt")
+    assert ViTConfig(**upgrade_config(old_config)) == m.cfg
+    loaded, meta = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.cfg == m.cfg and meta == {"test_accuracy": 0.5}
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), m(x))
+
+
+def test_a_checkpoint_from_a_newer_version_is_refused(tmp_path):
+    path = save_checkpoint(tiny(), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="version 99.*update"):
+        read_checkpoint(path)

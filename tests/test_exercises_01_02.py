@@ -8,21 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from helpers.exercises import (
-    CheckFailed,
     ex_fold_cls_slot,
     ex_prepend_cls,
     ex_resample_hw,
 )
 from helpers.model import resample_pos_embed
-
-
-def failure(exercise, *answer) -> str:
-    """The message the checker raises for a wrong answer (and check() must say False)."""
-    assert exercise.check(*answer, quiet=True) is False
-    with pytest.raises(CheckFailed) as info:
-        exercise.checker(*answer)
-    return str(info.value)
-
+from tests.conftest import failure
 
 # --- 01: prepend the CLS token ---
 

@@ -1,23 +1,21 @@
+import json
+
 import pytest
 import torch
 
+from helpers.checkpoint import load_checkpoint
 from helpers.data import ShapesDataset
-from helpers.model import VisionTransformer
+from helpers.model import VisionTransformer, ViTConfig, count_parameters
 from helpers.train import (
     TrainConfig,
+    confusion_matrix,
     evaluate,
     lr_at,
     main,
-    pick_device,
     predict,
     predictions,
     train,
 )
-
-
-def test_pick_device():
-    assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device().type in {"cpu", "cuda", "mps"}
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -32,7 +30,7 @@ def test_training_learns_and_is_deterministic():
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        m = VisionTransformer(dim=16, depth=1, heads=2)
+        m = VisionTransformer(embed_dim=16, depth=1, num_heads=2)
         cfg = TrainConfig(epochs=4, batch_size=64, warmup_steps=4, lr=5e-3)
         h = train(m, ds, ds, cfg, progress=False)
         runs.append(h)
@@ -44,7 +42,7 @@ def test_training_learns_and_is_deterministic():
 
 def test_evaluate_and_predict():
     torch.manual_seed(0)
-    m = VisionTransformer(dim=16, depth=1, heads=2)
+    m = VisionTransformer(embed_dim=16, depth=1, num_heads=2)
     ds = ShapesDataset("test", n=40)
     acc = evaluate(m, ds, batch_size=16)
     x, y = ds.batch(torch.arange(40))
@@ -57,37 +55,63 @@ def test_evaluate_and_predict():
     assert torch.equal(pred, p.argmax(1)) and torch.equal(labels, y)
 
 
-def test_cli_writes_checkpoint_and_record(tmp_path, monkeypatch):
+def test_cli_writes_a_checkpoint_that_reloads_with_its_record(tmp_path, monkeypatch):
     import helpers.train as T
 
     monkeypatch.setattr(T, "ShapesDataset", lambda split: ShapesDataset(split, n=256))
     out = tmp_path / "m.pt"
-    meta = main(
-        [
-            "--out",
-            str(out),
-            "--epochs",
-            "1",
-            "--dim",
-            "16",
-            "--depth",
-            "1",
-            "--heads",
-            "2",
-            "--batch-size",
-            "64",
-        ]
-    )
-    assert out.exists() and out.with_suffix(".json").exists()
-    assert 0 <= meta["test_accuracy"] <= 1 and meta["parameters"] > 0
+    args = "--epochs 1 --embed-dim 16 --depth 1 --num-heads 2 --batch-size 64 --global-pool avg"
+    meta = main(["--out", str(out), *args.split()])
+    model, saved = load_checkpoint(out)
+    assert saved == meta == json.loads(out.with_suffix(".json").read_text())
+    assert model.cfg == ViTConfig(embed_dim=16, depth=1, num_heads=2, global_pool="avg")
+    assert meta["parameters"] == count_parameters(model)
+    assert meta["test_accuracy"] == round(evaluate(model, ShapesDataset("test", n=256)), 4)
+    assert meta["threads"] == torch.get_num_threads() and meta["torch"] == torch.__version__
+    assert meta["command"] == "python -m helpers.train --out " + str(out) + " " + args
 
 
-def test_probe_measures_accuracy_during_training():
+def test_periodic_evaluation_measures_accuracy_during_training():
     ds = ShapesDataset("train", n=256)
     torch.manual_seed(0)
-    m = VisionTransformer(dim=16, depth=1, heads=2)
-    h = train(m, ds, None, TrainConfig(epochs=2, batch_size=64, warmup_steps=2),
-              progress=False, probe=(ds, 3))
-    assert h.probe_step == [3, 6, 8]  # every 3 steps, and the last step
-    assert h.probe_seconds == sorted(h.probe_seconds) and h.probe_seconds[-1] <= h.seconds[-1]
-    assert h.probe_acc[-1] == pytest.approx(evaluate(m, ds))
+    m = VisionTransformer(embed_dim=16, depth=1, num_heads=2)
+    cfg = TrainConfig(epochs=2, batch_size=64, warmup_steps=2)
+    h = train(m, ds, ds, cfg, progress=False, eval_every=3)
+    assert h.val_step == [3, 6, 8]  # every 3 steps, and the last step
+    assert h.val_seconds == sorted(h.val_seconds) and h.val_seconds[-1] <= h.seconds[-1]
+    assert h.val_acc[-1] == pytest.approx(evaluate(m, ds))
+    per_epoch = train(m, ds, ds, cfg, progress=False)
+    assert per_epoch.val_step == [4, 8]  # default: at the end of every epoch
+
+
+class Constant(torch.nn.Module):
+    """Predicts class `k` for every image (a stand-in model with a `head`)."""
+
+    def __init__(self, k, classes=6):
+        super().__init__()
+        self.k = k
+        self.head = torch.nn.Linear(1, classes)
+
+    def forward(self, x):
+        out = torch.zeros(len(x), self.head.out_features)
+        out[:, self.k] = 1.0
+        return out
+
+
+def test_confusion_matrix_counts_true_rows_predicted_columns():
+    y = torch.tensor([0, 1, 1, 2, 5, 5, 5])
+    x = torch.zeros(len(y), 3, 32, 32)
+    cm = confusion_matrix(Constant(1), (x, y), batch_size=3)
+    assert cm.shape == (6, 6) and cm.dtype == torch.long
+    assert cm.sum() == len(y)
+    assert cm[:, 1].tolist() == [1, 2, 1, 0, 0, 3]  # everything predicted as class 1
+    assert cm.sum(1).tolist() == torch.bincount(y, minlength=6).tolist()
+
+
+def test_confusion_matrix_diagonal_matches_accuracy():
+    torch.manual_seed(0)
+    m = VisionTransformer(embed_dim=16, depth=1, num_heads=2).eval()
+    ds = ShapesDataset("test", n=60)
+    cm = confusion_matrix(m, ds, batch_size=25)
+    assert cm.sum() == 60
+    assert cm.diag().sum().item() / 60 == pytest.approx(evaluate(m, ds))

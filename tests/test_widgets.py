@@ -2,7 +2,6 @@
 
 import base64
 import io
-import os
 
 import numpy as np
 import pytest
@@ -12,21 +11,18 @@ from PIL import Image
 from helpers.attention import cls_attention, get_attention, rollout, token_map
 from helpers.data import CLASSES, ShapesDataset
 from helpers.model import VisionTransformer
+from helpers.timm_adapter import timm_kwargs
 from helpers.widgets import (
-    MAX_UPLOAD_BYTES,
     AttentionExplorer,
     ExplorerState,
-    UploadError,
     head_options,
-    load_image_bytes,
     model_geometry,
-    parse_upload,
     prediction_text,
     query_label,
     query_token,
     title_text,
 )
-from tests.timm_compat import import_timm_vit, timm_kwargs
+from tests.test_images import png_bytes
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,19 +42,12 @@ def data():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return VisionTransformer(dim=16, depth=2, heads=2).eval()
+    return VisionTransformer(embed_dim=16, depth=2, num_heads=2).eval()
 
 
 @pytest.fixture
 def explorer(model, data):
     return AttentionExplorer(model, data, classes=CLASSES, index=3)
-
-
-def png_bytes(mode="RGB", size=(40, 30), fmt="PNG", color=(200, 30, 30)):
-    img = Image.new(mode, size, color if mode != "L" else 128)
-    buf = io.BytesIO()
-    img.save(buf, format=fmt)
-    return buf.getvalue()
 
 
 # ---------------- the map shown is the one helpers.attention gives ----------------
@@ -140,7 +129,7 @@ def test_image_change_runs_one_forward_and_keeps_one_figure(explorer, monkeypatc
 
 
 def test_state_normalization_and_errors():
-    s = ExplorerState(layer=-1, head=1, mode="rollout").normalized(num_layers=4, heads=2)
+    s = ExplorerState(layer=-1, head=1, mode="rollout").normalized(num_layers=4, num_heads=2)
     assert (s.layer, s.head) == (3, "mean")
     with pytest.raises(ValueError, match="layer 4"):
         ExplorerState(layer=4).normalized(4, 2)
@@ -159,7 +148,7 @@ def test_query_tokens_and_labels(model):
     assert query_token((7, 7), geom) == 64 and query_label(64, geom) == "patch (7, 7)"
     with pytest.raises(ValueError, match="outside"):
         query_token((8, 0), geom)
-    reg = model_geometry(VisionTransformer(dim=16, depth=1, heads=2, reg_tokens=2))
+    reg = model_geometry(VisionTransformer(embed_dim=16, depth=1, num_heads=2, reg_tokens=2))
     assert query_token(("reg", 1), reg) == 2 and query_label(2, reg) == "register 1"
     assert query_token((0, 0), reg) == 3
 
@@ -192,53 +181,6 @@ def test_explorer_prediction_matches_the_model(explorer, model, data):
 
 
 # ---------------- uploads ----------------
-
-
-def test_parse_upload_ipywidgets7_and_8():
-    content = png_bytes()
-    v7 = {"cat.png": {"content": content, "metadata": {"name": "cat.png", "size": len(content)}}}
-    v8 = ({"name": "cat.png", "type": "image/png", "size": len(content),
-           "content": memoryview(content), "last_modified": 0},)  # fmt: skip
-    assert parse_upload(v7) == [("cat.png", content)]
-    assert parse_upload(v8) == [("cat.png", content)]
-    assert isinstance(parse_upload(v8)[0][1], bytes)
-    assert parse_upload({}) == [] and parse_upload(()) == [] and parse_upload(None) == []
-
-
-@pytest.mark.parametrize(
-    "mode,color", [("RGB", (200, 30, 30)), ("RGBA", (200, 30, 30, 255)), ("L", None),
-                   ("P", None), ("I;16", None), ("CMYK", (0, 200, 200, 0))],
-)  # fmt: skip
-def test_upload_modes_are_converted(mode, color):
-    img = Image.new(mode, (50, 70), color) if color else Image.new(mode, (50, 70))
-    buf = io.BytesIO()
-    img.save(buf, format="TIFF" if mode in ("CMYK", "I;16") else "PNG")
-    x = load_image_bytes(buf.getvalue(), 32)
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
-    assert 0 <= x.min() and x.max() <= 1
-    assert load_image_bytes(buf.getvalue(), 32, channels=1).shape == (1, 32, 32)
-
-
-def test_upload_transparency_goes_on_black_and_colour_survives():
-    x = load_image_bytes(png_bytes("RGBA", color=(255, 0, 0, 0)), 32)  # fully transparent
-    assert float(x.max()) == 0.0
-    y = load_image_bytes(png_bytes("RGB", color=(255, 0, 0)), 32)
-    torch.testing.assert_close(y[:, 5, 5], torch.tensor([1.0, 0.0, 0.0]))
-
-
-def test_bad_uploads_give_messages():
-    with pytest.raises(UploadError, match="not an image"):
-        load_image_bytes(b"%PDF-1.4 definitely not a picture", 32)
-    with pytest.raises(UploadError, match="empty"):
-        load_image_bytes(b"", 32)
-    with pytest.raises(UploadError, match="MB"):
-        load_image_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1), 32)
-    big = png_bytes("L", size=(5000, 10))  # small file, huge side: refused before decoding
-    with pytest.raises(UploadError, match="5000x10"):
-        load_image_bytes(big, 32)
-    truncated = png_bytes(size=(300, 300), fmt="JPEG")[:400]
-    with pytest.raises(UploadError):
-        load_image_bytes(truncated, 32)
 
 
 def test_upload_in_the_widget_never_raises(explorer):
@@ -282,7 +224,7 @@ def test_mimebundle_has_widget_view_and_png(explorer):
 
 def test_model_without_cls_token_defaults_to_a_patch(data):
     torch.manual_seed(0)
-    m = VisionTransformer(dim=16, depth=2, heads=2, pool="gap", class_token=False)
+    m = VisionTransformer(embed_dim=16, depth=2, num_heads=2, global_pool="avg", class_token=False)
     e = AttentionExplorer(m, data, classes=CLASSES)
     assert e.state.query == 4 * 8 + 4 and "patch (4, 4)" in e.title
     assert e.current_map().sum() == pytest.approx(1.0, abs=1e-5)
@@ -291,33 +233,26 @@ def test_model_without_cls_token_defaults_to_a_patch(data):
 # ---------------- timm ----------------
 
 
-def _timm():
-    timm_vit = import_timm_vit()
-    if timm_vit is None:
-        if os.environ.get("CI"):
-            pytest.fail("timm is not installed in CI: the set-up must install it (--no-deps)")
-        pytest.skip("timm not installed")
-    return timm_vit
-
-
-@pytest.mark.parametrize("kw", [{}, {"reg_tokens": 2}, {"pool": "gap", "class_token": False}])
-def test_timm_attention_equals_ours(kw):
-    timm_vit = _timm()
+@pytest.mark.parametrize(
+    "kw", [{}, {"reg_tokens": 2}, {"global_pool": "avg", "class_token": False}]
+)
+def test_timm_attention_equals_ours(kw, timm_vit_class):
+    timm_vit = timm_vit_class
     torch.manual_seed(0)
-    ours = VisionTransformer(dim=16, depth=2, heads=2, **kw).eval()
+    ours = VisionTransformer(embed_dim=16, depth=2, num_heads=2, **kw).eval()
     theirs = timm_vit(**timm_kwargs(ours.cfg)).eval()
     theirs.load_state_dict(ours.state_dict(), strict=True)
     x = torch.rand(3, 3, 32, 32)
     logits_ours, attn_ours = get_attention(ours, x)
-    logits_theirs, attn_theirs = get_attention(theirs, x)  # dispatches to get_attention_timm
+    logits_theirs, attn_theirs = get_attention(theirs, x)  # read through helpers.timm_adapter
     torch.testing.assert_close(attn_theirs, attn_ours, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(logits_theirs, logits_ours, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(logits_theirs, theirs(x), rtol=1e-5, atol=1e-5)
 
 
-def test_explorer_on_a_timm_model_shows_the_same_maps(model, data):
-    timm_vit = _timm()
+def test_explorer_on_a_timm_model_shows_the_same_maps(model, data, timm_vit_class):
+    timm_vit = timm_vit_class
     theirs = timm_vit(**timm_kwargs(model.cfg)).eval()
     theirs.load_state_dict(model.state_dict(), strict=True)
     a = AttentionExplorer(model, data, classes=CLASSES, index=2)

@@ -1,60 +1,19 @@
-"""Tests for the helpers.train functions used by 04_classification: confusion matrix and
-the multi-seed comparison of configs."""
+"""The experiment runner of notebooks 04 and 08: seeded runs, summaries, tables."""
 
 import pytest
-import torch
 
 from helpers.data import ShapesDataset
-from helpers.model import VisionTransformer, ViTConfig
-from helpers.train import (
-    TrainConfig,
-    compare_configs,
-    confusion_matrix,
-    evaluate,
-    format_table,
-    summarize_runs,
-)
-
-
-class Constant(torch.nn.Module):
-    """Predicts class `k` for every image (a stand-in model with a `head`)."""
-
-    def __init__(self, k, classes=6):
-        super().__init__()
-        self.k = k
-        self.head = torch.nn.Linear(1, classes)
-
-    def forward(self, x):
-        out = torch.zeros(len(x), self.head.out_features)
-        out[:, self.k] = 1.0
-        return out
-
-
-def test_confusion_matrix_counts_true_rows_predicted_columns():
-    y = torch.tensor([0, 1, 1, 2, 5, 5, 5])
-    x = torch.zeros(len(y), 3, 32, 32)
-    cm = confusion_matrix(Constant(1), (x, y), batch_size=3)
-    assert cm.shape == (6, 6) and cm.dtype == torch.long
-    assert cm.sum() == len(y)
-    assert cm[:, 1].tolist() == [1, 2, 1, 0, 0, 3]  # everything predicted as class 1
-    assert cm.sum(1).tolist() == torch.bincount(y, minlength=6).tolist()
-
-
-def test_confusion_matrix_diagonal_matches_accuracy():
-    torch.manual_seed(0)
-    m = VisionTransformer(dim=16, depth=1, heads=2).eval()
-    ds = ShapesDataset("test", n=60)
-    cm = confusion_matrix(m, ds, batch_size=25)
-    assert cm.sum() == 60
-    assert cm.diag().sum().item() / 60 == pytest.approx(evaluate(m, ds))
+from helpers.experiments import compare_configs, format_table, summarize_runs
+from helpers.model import ViTConfig
+from helpers.train import TrainConfig
 
 
 def test_compare_configs_rows_are_seeded_and_complete():
     ds = ShapesDataset("train", n=256)
     val = ShapesDataset("val", n=64)
-    configs = {"cls": {}, "gap, no CLS": {"pool": "gap", "class_token": False}}
+    configs = {"cls": {}, "gap, no CLS": {"global_pool": "avg", "class_token": False}}
     cfg = TrainConfig(epochs=1, batch_size=64, warmup_steps=2)
-    base = ViTConfig(dim=16, depth=1, heads=2)
+    base = ViTConfig(embed_dim=16, depth=1, num_heads=2)
     rows = compare_configs(configs, ds, val, cfg, seeds=(0, 1), base=base)
     assert [(r["name"], r["seed"]) for r in rows] == [
         ("cls", 0),

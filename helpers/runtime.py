@@ -1,0 +1,107 @@
+"""Runtime set-up, in one call at the top of every notebook: style, threads, seed, device.
+
+    ns = start()          # CPU, seed 0
+    ns = start(device="auto")   # a GPU when there is one (numbers then differ slightly)
+
+The device policy of the series: `start()` chooses the device, once, and says why;
+notebooks create their models on `ns.device`; every helper that takes a model runs it
+where the model is, and no helper picks a device or moves a model on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from .paths import DATA_DIR, data_file
+from .plots import use_style
+
+DEVICES = ("cpu", "auto", "cuda", "mps")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, numpy and torch so that a rerun prints the same numbers on this machine."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def choose_device(device: str = "cpu") -> tuple[torch.device, str]:
+    """The device to use, and why: "cpu" (the default), "auto" (a GPU when there is one),
+    or "cuda" / "mps" (an error naming the fix when that GPU is not there)."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    kind = str(device).split(":")[0]
+    if kind not in DEVICES:
+        raise ValueError(f"device={device!r} is not one of {DEVICES}.")
+    if kind == "cpu":
+        return torch.device("cpu"), (
+            'the default, for the same numbers everywhere; start(device="auto") takes a GPU'
+        )
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda"), 'asked for "auto", and a CUDA GPU is here'
+        if _mps_available():
+            return torch.device("mps"), 'asked for "auto", and Apple\'s MPS GPU is here'
+        return torch.device("cpu"), 'asked for "auto", and no GPU is here'
+    available = torch.cuda.is_available() if kind == "cuda" else _mps_available()
+    if not available:
+        raise RuntimeError(
+            f"device={device!r} was asked for, but this machine has no {kind.upper()} GPU "
+            f'(on Colab: Runtime > Change runtime type > GPU); use start(device="auto") to '
+            f"take a GPU only when there is one, or the default, the CPU."
+        )
+    return torch.device(device), "asked for"
+
+
+def model_device(model) -> torch.device:
+    """Where the model's parameters are: the device every helper runs it on."""
+    return next(model.parameters()).device
+
+
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may really use: its affinity, capped by a cgroup CPU quota.
+
+    On Binder or in a container, os.cpu_count() reports the host's cores (often 16 or more)
+    while the quota allows 1; torch would then start one thread per host core and crawl.
+    """
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:  # cgroup v2: "max 100000" or "<quota> <period>"
+        quota, period = Path(cpu_max).read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n or 1)
+
+
+def start(seed: int = 0, device: str = "cpu") -> SimpleNamespace:
+    """Apply the plot style, fit torch's threads to the CPUs we may use, seed everything and
+    choose the device; prints one line that says what was chosen and why.
+
+    Returns a namespace: device, seed, data (the data folder), checkpoint (the shipped model).
+    """
+    use_style()
+    threads = min(torch.get_num_threads(), available_cpus())
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    dev, why = choose_device(device)
+    print(
+        f"Python {platform.python_version()} | torch {torch.__version__} | {threads} CPU "
+        f"thread{'s' if threads > 1 else ''} | seed {seed} | device: {dev} ({why})"
+    )
+    return SimpleNamespace(
+        device=dev, seed=seed, data=DATA_DIR, checkpoint=data_file("vit_shapes.pt")
+    )
