@@ -3,12 +3,12 @@
     python benchmarks/notebooks.py [notebooks/NN_name.ipynb ...]
 
 Each notebook runs in a fresh kernel through nbconvert (outputs are not written back).
-Peak memory is the kernel's maximum resident set size, read from /proc while it runs.
+Peak memory is the kernel's maximum resident set size, read with psutil every 0.1 s while it
+runs.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -16,42 +16,38 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _kernel_pids() -> list[str]:
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+def _kernel_peak_mb(proc: subprocess.Popen, stop: threading.Event, out: list) -> None:
+    """Find the kernel among nbconvert's child processes, then poll its resident set size."""
+    peak, kernel = 0, None
+    parent = psutil.Process(proc.pid)
+    while not stop.wait(0.1):
         try:
-            if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(pid)
-        except OSError:
+            if kernel is None:
+                kernel = next(
+                    (
+                        p
+                        for p in parent.children(recursive=True)
+                        if any("ipykernel" in arg for arg in p.cmdline())
+                    ),
+                    None,
+                )
+            if kernel is not None:
+                peak = max(peak, kernel.memory_info().rss // 2**20)
+        except psutil.Error:  # the kernel (or nbconvert) has just exited
             continue
-    return pids
-
-
-def _kernel_peak_mb(stop: threading.Event, out: list) -> None:
-    """Find the kernel process once, then poll its VmHWM (peak resident set size)."""
-    peak, pids = 0, []
-    while not stop.wait(0.2):
-        pids = pids or _kernel_pids()
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) // 1024)
-            except OSError:
-                continue
     out.append(peak)
 
 
 def run(nb: Path) -> tuple[float, int, bool]:
     stop, peak = threading.Event(), []
-    watcher = threading.Thread(target=_kernel_peak_mb, args=(stop, peak))
-    watcher.start()
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -65,9 +61,13 @@ def run(nb: Path) -> tuple[float, int, bool]:
                 str(nb),
             ],
             cwd=nb.parent,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
+        watcher = threading.Thread(target=_kernel_peak_mb, args=(proc, stop, peak))
+        watcher.start()
+        proc.communicate()
         seconds = time.perf_counter() - t
     stop.set()
     watcher.join()

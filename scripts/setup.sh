@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up the series in ./.venv. `--dev` adds what the tests need (ruff, Playwright, timm and
-# Debian's Chromium for the browser test). Safe to run again: it installs only what is missing.
+# Set up the series in ./.venv: PyTorch, then `pip install -e ".[lab]"` (pyproject.toml holds
+# the one list of dependencies). `--dev` installs ".[dev]" instead (the tests, ruff,
+# Playwright), timm, and Debian's chromium (browser test) and shellcheck (lint of the scripts).
+# Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,35 +10,39 @@ DEV=0
 [ "${1:-}" = "--dev" ] && DEV=1
 
 if [ ! -x .venv/bin/python ]; then
-  echo "==> creating .venv with $($PY --version)"
-  $PY -m venv .venv
+  echo "==> creating .venv with $("$PY" --version)"
+  "$PY" -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
-# PyTorch first, so that nothing later pulls a multi-GB CUDA build. Default: 2.13.0, whose
-# CPU build lies on disk on this project's machines. Elsewhere set TORCH_SPEC (and, for the
-# small CPU build on Linux, TORCH_INDEX=https://download.pytorch.org/whl/cpu).
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  echo "==> installing ${TORCH_SPEC:-torch==2.13.0}"
-  "${PIP[@]}" "${TORCH_SPEC:-torch==2.13.0}" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
-fi
+# PyTorch first, so that nothing later pulls a multi-GB CUDA build (TORCH_SPEC, TORCH_INDEX:
+# see scripts/install_torch.sh).
+bash scripts/install_torch.sh .venv/bin/python
 
 echo "==> installing the Python packages"
 if [ "$DEV" = 1 ]; then
-  "${PIP[@]}" -r requirements-dev.txt
+  "${PIP[@]}" -e ".[dev]"
+  # --no-deps: timm's torchvision dependency pins one exact torch build.
   "${PIP[@]}" --no-deps "timm==1.0.31"
 else
-  "${PIP[@]}" -r requirements.txt
+  "${PIP[@]}" -e ".[lab]"
 fi
-"${PIP[@]}" --no-deps -e .
 
-if [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ] && ! command -v apt-get >/dev/null; then
-  echo "==> no apt-get here: the browser test needs /usr/bin/chromium and will be skipped"
-elif [ "$DEV" = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  echo "==> installing Debian's chromium for the browser test"
-  SUDO=""
-  [ "$(id -u)" != 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if [ "$DEV" = 1 ]; then
+  set --  # the Debian packages still missing
+  [ -x /usr/bin/chromium ] || set -- "$@" chromium
+  command -v shellcheck >/dev/null || set -- "$@" shellcheck
+  if [ "$#" -gt 0 ] && ! command -v apt-get >/dev/null; then
+    echo "==> no apt-get here to install $*: the browser test needs /usr/bin/chromium and is" \
+      "skipped outside CI; the shell scripts are linted only where shellcheck is installed"
+  elif [ "$#" -gt 0 ]; then
+    echo "==> installing Debian's $* (browser test, lint of the shell scripts)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  fi
 fi
 echo "==> ready: .venv/bin/python $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

@@ -8,9 +8,9 @@ if [ ! -x "$V/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$V"
 fi
 PIP=("$V/bin/python" -m pip install --quiet --disable-pip-version-check)
-"$V/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" "${TORCH_SPEC:-torch==2.13.0}"
-"${PIP[@]}" -r requirements.txt "ipywidgets==7.7.*"
-"${PIP[@]}" --no-deps -e .
+# The same torch build as .venv (TORCH_SPEC, TORCH_INDEX: see scripts/install_torch.sh).
+bash scripts/install_torch.sh "$V/bin/python"
+"${PIP[@]}" -e ".[test]" "ipywidgets==7.7.*"
 "$V/bin/python" -c "import ipywidgets; print('ipywidgets', ipywidgets.__version__)"
 # timm attention does not depend on ipywidgets; it is tested in the main environment
 "$V/bin/python" -m pytest tests/test_widgets.py -k "not timm" -q -p no:cacheprovider
