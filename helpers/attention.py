@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .model import check_count
 from .runtime import model_device
 from .timm_adapter import adapt
 
@@ -46,9 +47,31 @@ def get_pool_attention(model, images: torch.Tensor) -> tuple[torch.Tensor, torch
     return logits.to(images.device), att[:, :, 0].to(images.device)
 
 
+def check_attn(attn, name: str = "attn") -> None:
+    """Stacked attention must be (layers, B, heads, T, T), as get_attention returns it."""
+    if not isinstance(attn, torch.Tensor) or attn.ndim != 5 or attn.shape[-1] != attn.shape[-2]:
+        shape = tuple(attn.shape) if isinstance(attn, torch.Tensor) else type(attn).__name__
+        hint = (
+            " (one layer, e.g. attn[0]? pass the whole stack)"
+            if getattr(attn, "ndim", 0) == 4
+            else ""
+        )
+        raise ValueError(
+            f"{name} must have shape (layers, B, heads, T, T) as get_attention returns it, "
+            f"got {shape}{hint}."
+        )
+
+
 def fuse_heads(attn: torch.Tensor, how: str | int = "mean") -> torch.Tensor:
     """(..., heads, T, T) -> (..., T, T): the mean, max or min over heads, or one head (int)."""
+    if isinstance(how, bool) or not isinstance(how, (int, str)):
+        raise TypeError(f"head must be a head index or one of {HEAD_FUSIONS}, got {how!r}.")
     if isinstance(how, int):
+        heads = attn.shape[-3]
+        if not -heads <= how < heads:
+            raise ValueError(
+                f"head {how} does not exist: this model has {heads} heads (0..{heads - 1})."
+            )
         return attn[..., how, :, :]
     if how not in HEAD_FUSIONS:
         raise ValueError(f"head fusion {how!r} is not an int or one of {HEAD_FUSIONS}.")
@@ -63,6 +86,7 @@ def rollout(attn: torch.Tensor, head_fusion: str = "mean", residual: bool = True
     With residual=True each layer's matrix is 0.5 * A + 0.5 * I (the skip connection), and
     every row is renormalized to sum to 1 before multiplying: A_roll(l) = A(l) @ A_roll(l-1).
     """
+    check_attn(attn)
     fused = fuse_heads(attn, head_fusion)  # (L, B, T, T)
     eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
     out, acc = [], None
@@ -96,6 +120,11 @@ def cls_attention(
     The values are the raw softmax weights on the patches; the rest of the row went to the
     prefix tokens (CLS itself, registers).
     """
+    check_attn(attn)
+    L, T = attn.shape[0], attn.shape[-1]
+    for name, value, size in (("layer", layer, L), ("query", query, T)):
+        if isinstance(value, bool) or not isinstance(value, int) or not -size <= value < size:
+            raise ValueError(f"{name} must be a whole number in 0..{size - 1}, got {value!r}.")
     rows = fuse_heads(attn[layer], head)[..., query, :]  # (B, T)
     return token_map(rows, num_prefix_tokens)
 
@@ -114,6 +143,9 @@ def cls_maps(
     `layer`. Runs in batches, so only one batch's (L, B, H, T, T) weights are ever held:
     for 2000 images at once they would take over half a gigabyte.
     """
+    check_count(batch_size)
+    if len(images) == 0:
+        raise ValueError("no images: pass at least one image.")
     out = []
     for start in range(0, len(images), batch_size):
         _, attn = get_attention(model, images[start : start + batch_size])
@@ -137,6 +169,11 @@ def mass_on_object(maps: torch.Tensor, masks: torch.Tensor, patch_size: int) -> 
     of patches that touch the object, so compare with `chance_mass_on_object`.
     """
     on = (patch_mask(masks, patch_size) > 0).float()  # (B, g, g)
+    if maps.shape != on.shape:
+        raise ValueError(
+            f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} (patch size {patch_size}: "
+            f"{tuple(on.shape)} patches) must describe the same images on the same grid."
+        )
     return (maps * on).sum((-2, -1)) / maps.sum((-2, -1)).clamp_min(1e-12)
 
 
@@ -158,6 +195,7 @@ def mean_attention_distance(
 
     Only patch-to-patch attention counts; each row is renormalized over the patches.
     """
+    check_attn(attn)
     p = attn[..., num_prefix_tokens:, num_prefix_tokens:]  # (L, B, H, N, N)
     p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
     g = int(round(p.shape[-1] ** 0.5))

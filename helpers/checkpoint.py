@@ -6,9 +6,14 @@ The file is a plain `torch.save` dict of tensors, numbers and strings, read back
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import pickle
 import tempfile
+import time
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -20,22 +25,21 @@ VERSION = 2  # 1: the config under the series' first names; 2: timm's names
 TRAINING_ONLY = ("drop_rate", "proj_drop_rate", "attn_drop_rate", "cls_init")
 
 
-def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) -> Path:
-    """Write model weights + config (+ meta) to `path` via a temporary file and a rename,
-    so a crash mid-write never leaves a half-written checkpoint under the final name."""
+def atomic_write(path, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file in the same folder and a rename, so a crash
+    mid-write never leaves a half-written file under the final name (the old one survives).
+    Temporary files that a killed earlier write left behind are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": model.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "meta": json.loads(json.dumps(meta or {})),  # plain types only: safe to load
-    }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{prefix}*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 60:  # not a write in progress
+                stale.unlink()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(data)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; use normal permissions
@@ -46,8 +50,23 @@ def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) ->
     return path
 
 
+def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) -> Path:
+    """Write model weights + config (+ meta) to `path`, atomically (see atomic_write)."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": json.loads(json.dumps(meta or {})),  # plain types only: safe to load
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write(path, buf.getvalue())
+
+
 def read_checkpoint(path) -> dict:
-    """The raw checkpoint dict, with clear errors for a missing or foreign file."""
+    """The raw checkpoint dict, checked: a file of this project, a version this copy reads,
+    a valid config and a dict of tensors. Clear errors for a missing or foreign file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -56,7 +75,18 @@ def read_checkpoint(path) -> dict:
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types
+    except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # no code in it: junk or a truncated file
+            raise ValueError(
+                f"{path} is not a readable checkpoint of this project: it may be truncated "
+                f"or another kind of file; save it again with helpers.checkpoint.save_checkpoint."
+            ) from None
+        raise ValueError(
+            f"{path} holds objects other than tensors, numbers and strings, and was refused "
+            f"for safety (loading it could run code hidden in the file). Load only files you "
+            f"made with helpers.checkpoint.save_checkpoint."
+        ) from None
+    except Exception as e:  # truncated zip, not a torch file at all, ...
         raise ValueError(
             f"{path} is not a readable checkpoint of this project ({type(e).__name__}): "
             f"it may be truncated or another kind of file; save it again with "
@@ -73,8 +103,24 @@ def read_checkpoint(path) -> dict:
             f"{path} has checkpoint format version {version!r}; this copy of the series reads "
             f"versions 1 to {VERSION}: update it (git pull, or pip install the newer release)."
         )
+    kinds = {"config": dict, "state_dict": dict, "meta": dict}
+    for key, kind in kinds.items():
+        if not isinstance(payload.get(key), kind):
+            raise ValueError(f"{path} is damaged: its {key!r} is missing or not a {kind.__name__}.")
+    if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        raise ValueError(f"{path} is damaged: its state_dict holds something other than tensors.")
     if version == 1:
         payload["config"] = upgrade_config(payload["config"])
+    unknown = set(payload["config"]) - {f.name for f in fields(ViTConfig)}
+    if unknown:
+        raise ValueError(
+            f"{path} has config options this copy of the series does not know: "
+            f"{sorted(unknown)}; update the series, or save the model again."
+        )
+    try:
+        ViTConfig(**payload["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} holds an invalid config: {e}") from None
     return payload
 
 
@@ -87,12 +133,40 @@ def upgrade_config(config: dict) -> dict:
     return new
 
 
+def check_state_dict(expected: dict, got: dict, path) -> None:
+    """The tensors of `got` must be exactly those of `expected`: names, shapes, dtypes."""
+    missing = [k for k in expected if k not in got]
+    extra = [k for k in got if k not in expected]
+    wrong = [
+        f"{k} {tuple(got[k].shape)} {got[k].dtype} (expected {tuple(v.shape)} {v.dtype})"
+        for k, v in expected.items()
+        if k in got and (got[k].shape != v.shape or got[k].dtype != v.dtype)
+    ]
+    problems = [
+        f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+        for label, items in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
+        if items
+    ]
+    if problems:
+        raise ValueError(
+            f"the weights in {path} do not fit the model its config describes ("
+            + "; ".join(problems)
+            + "): the file is damaged or was edited; save the model again."
+        )
+
+
 def load_checkpoint(path, device: torch.device | str = "cpu") -> tuple[VisionTransformer, dict]:
     """Build the model described by the checkpoint on `device`, load its weights; returns
-    (model in eval mode, meta)."""
+    (model in eval mode, meta).
+
+    The model is first built on the "meta" device (shapes only, no memory, no random draws),
+    so a file is checked against its own config before anything is allocated.
+    """
     payload = read_checkpoint(path)
-    model = VisionTransformer(ViTConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
+    with torch.device("meta"):
+        model = VisionTransformer(ViTConfig(**payload["config"]))
+    check_state_dict(model.state_dict(), payload["state_dict"], path)
+    model.load_state_dict(payload["state_dict"], assign=True)
     return model.to(device).eval(), payload["meta"]
 
 
@@ -113,5 +187,6 @@ def load_weights(model: VisionTransformer, path) -> dict:
             f"{path} was saved from a model with another config ({detail}): build the model "
             f"with helpers.checkpoint.load_checkpoint({str(path)!r}) instead."
         )
+    check_state_dict(model.state_dict(), payload["state_dict"], path)
     model.load_state_dict(payload["state_dict"])
     return payload["meta"]

@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -198,6 +199,47 @@ def sincos_2d(grid_size: int, dim: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
+def as_images(x, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Model input from what a learner may pass: a float tensor in [0, 1] as it is; uint8
+    (0..255) scaled to [0, 1]; a numpy array converted; other float types cast to `dtype`.
+    Refuses lists, non-finite pixels and floats far outside [0, 1] (a forgotten / 255)."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"images must be a tensor (or numpy array) of shape (B, C, H, W), got "
+            f"{type(x).__name__}: stack a list with torch.stack(images)."
+        )
+    if x.dtype == torch.uint8:
+        return x.to(dtype) / 255  # 0..255 -> [0, 1], as the dataset does
+    if not x.is_floating_point():
+        raise TypeError(
+            f"images must be float in [0, 1] (or uint8 in 0..255), got {x.dtype}: "
+            f"convert with images.float() / 255 if they hold 0..255."
+        )
+    x = x.to(dtype)
+    if x.numel() and x.device.type != "meta":
+        if not torch.isfinite(x).all():
+            raise ValueError(
+                "some pixels are NaN or infinite: check how the images were made (a division "
+                "by zero?) before passing them to the model."
+            )
+        lo, hi = torch.aminmax(x)
+        if lo < -1 or hi > 2:
+            raise ValueError(
+                f"pixel values run from {lo.item():.3g} to {hi.item():.3g}, but the model "
+                f"works on images in [0, 1]: divide 0..255 values by 255 (uint8 tensors are "
+                f"converted for you)."
+            )
+    return x
+
+
+def check_count(value, name: str = "batch_size") -> None:
+    """A count such as a batch size must be a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}.")
+
+
 class PatchEmbed(nn.Module):
     """Image (B, C, H, W) -> patch tokens (B, N, D) with one strided convolution."""
 
@@ -208,6 +250,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
+        x = as_images(x, dtype=self.proj.weight.dtype)
         if x.ndim != 4 or x.shape[1] != cfg.in_chans:
             raise ValueError(
                 f"expected images of shape (B, {cfg.in_chans}, {cfg.img_size}, "
@@ -218,6 +261,8 @@ class PatchEmbed(nn.Module):
                     else f"the model was built for {cfg.in_chans} channel(s)."
                 )
             )
+        if x.shape[0] == 0:
+            raise ValueError("the batch is empty (0 images): pass at least one image.")
         if x.shape[-2:] != (cfg.img_size, cfg.img_size):
             raise ValueError(
                 f"expected {cfg.img_size}x{cfg.img_size} images, got "

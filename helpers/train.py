@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import save_checkpoint
-from .data import ShapesDataset
-from .model import VisionTransformer, ViTConfig, count_parameters
+from .checkpoint import atomic_write, save_checkpoint
+from .data import SPLITS, ShapesDataset
+from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
 from .runtime import model_device, seed_everything
 
 
@@ -39,6 +39,22 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     n_train: int | None = None  # None: the whole train split
+
+    def __post_init__(self):
+        def whole(name, low):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {v!r}.")
+
+        whole("epochs", 1), whole("batch_size", 1), whole("warmup_steps", 0)
+        if self.n_train is not None:
+            whole("n_train", 1)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a number > 0, got {self.lr!r} (the default is 2e-3).")
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < 1e3):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
 
 
 @dataclass
@@ -66,9 +82,35 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def as_dataset(dataset):
+    """(dataset, n): a dataset with `.batch(idx)` as it is, or an (images, labels) pair as
+    tensors (numpy and uint8 images are converted); an empty one is refused."""
+    if hasattr(dataset, "batch"):
+        n = len(dataset)
+    else:
+        try:
+            images, labels = dataset
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"expected a dataset with .batch(idx) (e.g. ShapesDataset) or an (images, "
+                f"labels) pair, got {type(dataset).__name__}."
+            ) from None
+        images, labels = as_images(images), torch.as_tensor(labels)
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels: pass one each.")
+        dataset, n = (images, labels), len(labels)
+    if n == 0:
+        raise ValueError("the dataset is empty: pass at least one image.")
+    return dataset, n
+
+
 @torch.no_grad()
-def predict(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Class probabilities (N, classes) for float images (N, C, H, W), on the images' device."""
+def predict(model, images, batch_size: int = 500) -> torch.Tensor:
+    """Class probabilities (N, classes) for images (N, C, H, W), on the images' device."""
+    check_count(batch_size)
+    images = as_images(images)
+    if len(images) == 0:
+        raise ValueError("no images to predict: pass at least one image.")
     model.eval()
     device = model_device(model)
     out = [
@@ -82,14 +124,15 @@ def predict(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
 def predictions(model, dataset, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted and true classes, (N,) each, for a dataset with `.batch(idx)` or an
     (images, labels) pair of tensors, in batches."""
+    check_count(batch_size)
+    dataset, n = as_dataset(dataset)
     model.eval()
     device = model_device(model)
-    n = len(dataset) if hasattr(dataset, "batch") else len(dataset[1])
     preds, labels = [], []
     for start in range(0, n, batch_size):
         x, y = _get_batch(dataset, torch.arange(start, min(n, start + batch_size)))
         preds.append(model(x.to(device)).argmax(-1).cpu())
-        labels.append(y)
+        labels.append(y.cpu())
     return torch.cat(preds), torch.cat(labels)
 
 
@@ -123,9 +166,19 @@ def train(
     """
     cfg = cfg or TrainConfig()
     device = model_device(model)
+    train_data, size = as_dataset(train_data)
+    if val_data is not None:
+        val_data, _ = as_dataset(val_data)
+    if eval_every is not None:
+        check_count(eval_every, "eval_every")
     seed_everything(cfg.seed)
-    n = len(train_data) if cfg.n_train is None else min(cfg.n_train, len(train_data))
+    n = size if cfg.n_train is None else min(cfg.n_train, size)
     steps_per_epoch = n // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} is larger than the {n} training images, so an epoch "
+            f"would have no step: use a batch size of at most {n}."
+        )
     total = steps_per_epoch * cfg.epochs
     every = eval_every or steps_per_epoch
     decay = [p for p in model.parameters() if p.ndim >= 2 and p.requires_grad]
@@ -201,10 +254,11 @@ def confusion_matrix(model, dataset, num_classes: int | None = None, batch_size:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(
         prog="python -m helpers.train",
-        description="Train the tiny ViT on shapes-in-clutter and save a checkpoint "
-        "(the defaults rebuild data/vit_shapes.pt).",
+        description="Train the tiny ViT on shapes-in-clutter and save a checkpoint, with its "
+        "record next to it as a .json file (the defaults rebuild data/vit_shapes.pt).",
     )
-    p.add_argument("--out", default="data/vit_shapes.pt", help="checkpoint path")
+    p.add_argument("--out", default="data/vit_shapes.pt", help="checkpoint path (.pt)")
+    p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--global-pool", default="token", choices=["token", "avg", "map"])
     p.add_argument("--no-class-token", action="store_true")
     for name, val in asdict(TrainConfig()).items():
@@ -214,17 +268,36 @@ def main(argv=None) -> dict:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ViTConfig, name))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args(argv)
+    # Every check before any work: a bad number or path costs nothing and destroys nothing.
+    out = Path(a.out)
+    record = out.with_suffix(".json")
+    if out.suffix != ".pt":
+        p.error(f"--out {out} must end in .pt (the record is written next to it as {record}).")
+    if out.exists() and not a.force:
+        p.error(f"{out} exists: pass --force to replace it, or choose another --out.")
+    if out.is_dir() or not out.parent.is_dir():
+        p.error(f"cannot write {out}: its folder {out.parent} does not exist (create it first).")
+    if a.threads < 0:
+        p.error(f"--threads must be >= 0, got {a.threads}.")
+    try:
+        tcfg = TrainConfig(**{k: getattr(a, k) for k in asdict(TrainConfig()) if k != "n_train"})
+        mcfg = ViTConfig(
+            embed_dim=a.embed_dim,
+            depth=a.depth,
+            num_heads=a.num_heads,
+            global_pool=a.global_pool,
+            class_token=not a.no_class_token,
+        )
+        if mcfg.depth < 1 or mcfg.embed_dim < 1:
+            raise ValueError("--depth and --embed-dim must be >= 1.")
+    except ValueError as e:
+        p.error(str(e))
+    if tcfg.batch_size > SPLITS["train"][1]:
+        p.error(f"--batch-size {tcfg.batch_size} is larger than the {SPLITS['train'][1]} images.")
     if a.threads:
         torch.set_num_threads(a.threads)
-    tcfg = TrainConfig(**{k: getattr(a, k) for k in asdict(TrainConfig()) if k != "n_train"})
     seed_everything(tcfg.seed)
-    model = VisionTransformer(
-        embed_dim=a.embed_dim,
-        depth=a.depth,
-        num_heads=a.num_heads,
-        global_pool=a.global_pool,
-        class_token=not a.no_class_token,
-    )
+    model = VisionTransformer(mcfg)
     train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))
     hist = train(model, train_ds, val_ds, tcfg)
     test_acc = evaluate(model, test_ds)
@@ -241,9 +314,9 @@ def main(argv=None) -> dict:
         "command": "python -m helpers.train "
         + " ".join(argv if argv is not None else os.sys.argv[1:]),
     }
-    save_checkpoint(model, a.out, meta)
-    Path(a.out).with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"test accuracy {test_acc:.4f}  ({hist.seconds[-1]:.0f} s of training) -> {a.out}")
+    save_checkpoint(model, out, meta)
+    atomic_write(record, (json.dumps(meta, indent=2) + "\n").encode())
+    print(f"test accuracy {test_acc:.4f}  ({hist.seconds[-1]:.0f} s of training) -> {out}")
     return meta
 
 
