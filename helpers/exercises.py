@@ -7,8 +7,12 @@ how it is written. It prints a verdict and returns True or False, so a notebook 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,9 +23,51 @@ from IPython.display import Markdown, display
 from .attention import patch_mask
 from .model import VisionTransformer, count_parameters
 
+TIME_LIMIT = 20.0  # seconds a check may run (every check here takes well under one)
+
 
 class CheckFailed(AssertionError):
     """Raised inside a check with a message that tells the learner what went wrong."""
+
+
+class _TimeUp(BaseException):
+    """The check ran past its time limit. A BaseException, so that an `except Exception`
+    in the learner's code (or in a checker) cannot swallow it and keep looping."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None):
+    """Raise _TimeUp in the block after `seconds`, through SIGALRM. Where there is no
+    SIGALRM (Windows) or off the main thread (signals only reach the main thread; Jupyter
+    runs cells there), and for None or 0, the block runs without a limit. The previous
+    SIGALRM handler and timer are put back afterwards."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not seconds or seconds <= 0 or not usable:
+        yield
+        return
+
+    armed = True
+
+    def on_alarm(signum, frame):
+        if armed:
+            raise _TimeUp
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        try:  # the alarm may still go off here: the inner finally restores all the same
+            armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            armed = False
+            # a handler installed outside Python reads as None: the default is the best we have
+            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+            if outer_delay:  # someone else's timer was running: let it go on (or fire now)
+                left = max(outer_delay - (time.monotonic() - start), 1e-3)
+                signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
 @dataclass
@@ -31,9 +77,23 @@ class Exercise:
     hint_text: str
     solution_text: str  # Markdown, usually a code block
 
-    def check(self, *answer, quiet: bool = False) -> bool:
+    def check(self, *answer, quiet: bool = False, time_limit: float | None = TIME_LIMIT) -> bool:
+        """Run the checker on the answer: print a verdict, return True or False, never raise.
+
+        time_limit: seconds before a function that never returns is reported as a failure
+        (None: no limit; also none on Windows or off the main thread).
+        """
         try:
-            self.checker(*answer)
+            with _time_limit(time_limit):
+                self.checker(*answer)
+        except _TimeUp:
+            ok = False
+            msg = (
+                f"❌ Not yet: your function did not return within {time_limit:g} s: look for a "
+                "loop that never ends (a `while` whose condition never becomes False, or a "
+                "counter that is never updated), or work far bigger than the exercise needs."
+                f"\n\nNeed a nudge? Run `{self.name}.hint()`."
+            )
         except CheckFailed as e:
             ok, msg = False, f"❌ Not yet: {e}\n\nNeed a nudge? Run `{self.name}.hint()`."
         except Exception as e:  # the learner's code crashed inside the check

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from tqdm.auto import tqdm
 
 from .model import VisionTransformer, ViTConfig, count_parameters
+from .progress import progress_bar
 from .runtime import seed_everything
 from .train import TrainConfig, evaluate, train
 
@@ -36,7 +36,7 @@ def compare_configs(
     known = {(r["name"], r["seed"]): r for r in done}
     rows = []
     runs = [(name, seed) for name in configs for seed in seeds]
-    bar = tqdm(runs, disable=not progress, desc="runs", unit="run", dynamic_ncols=True)
+    bar = progress_bar(iterable=runs, desc="runs", unit="run", disable=not progress)
     for name, seed in bar:
         if (name, seed) in known:
             rows.append(dict(known[(name, seed)]))

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http
 import http.client
 import os
-import shutil
 import struct
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -65,10 +66,25 @@ MD5 = {
     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
 }
 
+# Exact sizes in bytes of the four official files (the same sizes the download hosts of
+# torchvision and Keras report). A download never reads past its file's size: a host that
+# keeps sending (a wrong URL, a broken proxy) cannot fill the disk.
+SIZES = {
+    "train-images-idx3-ubyte.gz": 26421880,
+    "train-labels-idx1-ubyte.gz": 29515,
+    "t10k-images-idx3-ubyte.gz": 4422102,
+    "t10k-labels-idx1-ubyte.gz": 5148,
+}
+
+# Overall time a file may take: a minute, plus its size at a slow 100 kB/s (about 5 minutes
+# for the training images). The per-read `timeout` alone lets a host that sends a byte now
+# and then hold a download forever.
+MIN_DEADLINE_S, SLOWEST_BYTES_PER_S = 60.0, 100_000
+
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 
-# What urlopen and reading its response raise when the host cannot be reached
-# (HTTPError, e.g. a 404, is a URLError too).
+# What urlopen and reading its response raise when the host cannot be reached. HTTPError
+# (the host answered, e.g. 404) is a URLError too: it is caught first, on its own.
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
@@ -92,15 +108,84 @@ def _by_hand(root: Path) -> str:
     )
 
 
-def _download_one(url: str, dest: Path, expected_md5: str, timeout: float) -> None:
+def default_deadline(max_bytes: int) -> float:
+    """Seconds a file of up to max_bytes may take: MIN_DEADLINE_S plus a slow rate's worth."""
+    return MIN_DEADLINE_S + max_bytes / SLOWEST_BYTES_PER_S
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Remove temp files of dest left by an earlier run that was killed mid-download."""
+    for stale in dest.parent.glob(dest.name + ".*.part"):
+        stale.unlink(missing_ok=True)
+
+
+def _copy_body(response, out, dest: Path, max_bytes: int, deadline: float, start: float) -> None:
+    """Copy the response body of dest's file to out: at most max_bytes, by start + deadline."""
+    received = 0
+    while True:
+        if time.monotonic() - start > deadline:
+            raise DownloadError(
+                f"Downloading {dest.name} took longer than {deadline:g} s ({received} bytes "
+                "received so far): the connection is too slow or the host stopped sending. "
+                "Try again later, or pass a larger deadline=. " + _by_hand(dest.parent)
+            )
+        # read1: returns what has arrived (one read), so a trickle cannot block past the deadline
+        try:
+            chunk = response.read1(min(1 << 16, max_bytes + 1 - received))
+        except TimeoutError:
+            raise DownloadError(
+                f"The host stopped sending {dest.name} ({received} bytes received so far). "
+                "Try again later. " + _by_hand(dest.parent)
+            ) from None
+        if not chunk:
+            return
+        received += len(chunk)
+        if received > max_bytes:
+            raise DownloadError(
+                f"The host sent more than {max_bytes} bytes for {dest.name}, more than the file "
+                "can be: this is not the Fashion-MNIST file (check base_url). Nothing was kept. "
+                + _by_hand(dest.parent)
+            )
+        out.write(chunk)
+
+
+def _download_one(
+    url: str,
+    dest: Path,
+    expected_md5: str,
+    timeout: float,
+    max_bytes: int,
+    deadline: float,
+) -> None:
     """Fetch url into a temp file next to dest, check it, then rename it to dest."""
+    _remove_stale_parts(dest)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
+            start = time.monotonic()
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    shutil.copyfileobj(response, out)
+                # no single read may wait longer than the whole deadline
+                with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response:
+                    length = response.headers.get("Content-Length", "")
+                    if length.strip().isdigit() and int(length) > max_bytes:
+                        raise DownloadError(
+                            f"The host announced {int(length)} bytes for {dest.name}, more than "
+                            f"the {max_bytes} the file can be: this is not the Fashion-MNIST "
+                            "file (check base_url). Nothing was downloaded. "
+                            + _by_hand(dest.parent)
+                        )
+                    _copy_body(response, out, dest, max_bytes, deadline, start)
+            except urllib.error.HTTPError as err:
+                err.close()
+                try:
+                    status = f"{err.code} {http.HTTPStatus(err.code).phrase}"
+                except ValueError:  # a code outside the standard list
+                    status = f"{err.code} {err.reason}"
+                raise DownloadError(
+                    f"The server answered {status} for {url}: the file is not "
+                    "there; check base_url. " + _by_hand(dest.parent)
+                ) from None
             except _NETWORK_ERRORS as err:
                 host = urllib.parse.urlsplit(url).netloc
                 raise DownloadError(
@@ -114,7 +199,7 @@ def _download_one(url: str, dest: Path, expected_md5: str, timeout: float) -> No
                 f"got {got}. The file was not kept; try the download again."
             )
         os.replace(tmp, dest)
-    finally:
+    finally:  # also on Ctrl-C (KeyboardInterrupt): no half-written file stays behind
         tmp.unlink(missing_ok=True)
 
 
@@ -123,20 +208,27 @@ def download_fashion_mnist(
     base_url: str = DEFAULT_URL,
     checksums: Mapping[str, str] | None = None,
     timeout: float = 30,
+    max_bytes: Mapping[str, int] | None = None,
+    deadline: float | None = None,
 ) -> Path:
     """Download the Fashion-MNIST files missing from root and return root.
 
     Each file goes to a temporary file first and only gets its final name once its
     md5 matches checksums (default: the official MD5 table), so nothing half-written
-    is ever left behind. Raises DownloadError (a RuntimeError) if the host cannot be
-    reached and ValueError on a checksum mismatch.
+    is ever left behind. A file may be at most max_bytes[name] bytes (default: SIZES,
+    the official sizes) and take at most `deadline` seconds (default: default_deadline
+    of its size); `timeout` bounds each network read. Raises DownloadError (a
+    RuntimeError) if the host cannot be reached, answers an HTTP error, sends too much
+    or too slowly, and ValueError on a checksum mismatch.
     """
     root, checksums = Path(root), MD5 if checksums is None else checksums
+    max_bytes = SIZES if max_bytes is None else max_bytes
     root.mkdir(parents=True, exist_ok=True)
     for name in ALL_FILES:
         if not (root / name).is_file():
             url = base_url.rstrip("/") + "/" + name
-            _download_one(url, root / name, checksums[name], timeout)
+            limit = deadline if deadline is not None else default_deadline(max_bytes[name])
+            _download_one(url, root / name, checksums[name], timeout, max_bytes[name], limit)
     return root
 
 

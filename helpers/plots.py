@@ -56,15 +56,23 @@ def show_image(ax, image, title=None, grid: int | None = None):
     return ax
 
 
-def show_attention(ax, image, amap, title=None, alpha=0.65, vmax=None, grid=None):
-    """The image, and over it an attention map (g, g) stretched to the image, nearest patch.
-
-    Returns the overlay's AxesImage, for a colorbar (`add_colorbar`).
-    """
+def to_grey(image) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) luminance (ITU-R BT.601), for drawing under a heatmap."""
     img = to_numpy_image(image)
+    return img if img.ndim == 2 else img @ np.array([0.299, 0.587, 0.114])
+
+
+def show_attention(ax, image, amap, title=None, alpha=0.7, vmax=None, grid=None):
+    """An attention map (g, g) stretched over the image, nearest patch.
+
+    The picture is drawn in grey underneath, so every colour on the axes is the attention's
+    (a red object cannot pass for attention). Returns the overlay's AxesImage, for a
+    colorbar (`add_colorbar`).
+    """
+    grey = to_grey(image)
     amap = amap.detach().cpu().numpy() if isinstance(amap, torch.Tensor) else np.asarray(amap)
-    H, W = img.shape[:2]
-    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+    H, W = grey.shape
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     overlay = ax.imshow(
         amap,
         cmap=ATTN_CMAP,

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, save_checkpoint
 from .data import SPLITS, ShapesDataset
 from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
+from .progress import progress_bar
 from .runtime import model_device, seed_everything
 
 
@@ -162,7 +162,7 @@ def train(
     The model trains where it is (put it on a device first); batches follow it there.
     val_data: measured at the end of every epoch, or every `eval_every` steps and at the
     last one; History.val_seconds counts training time only (for "time to X% accuracy").
-    The progress bar is one line (tqdm.auto: a widget in notebooks, text in a terminal).
+    The progress bar is one line, which a saved notebook keeps at 100% (helpers.progress).
     """
     cfg = cfg or TrainConfig()
     device = model_device(model)
@@ -193,15 +193,7 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed)
     hist = History()
     start, step, compute = time.perf_counter(), 0, 0.0
-    bar = tqdm(
-        total=total,
-        disable=not progress,
-        desc="training",
-        unit="step",
-        mininterval=0.5,
-        dynamic_ncols=True,
-        leave=True,
-    )
+    bar = progress_bar(total, desc="training", unit="step", disable=not progress)
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(n, generator=gen)

@@ -25,6 +25,7 @@ import base64
 import contextlib
 import io
 import math
+import operator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -90,24 +91,48 @@ def model_geometry(model, image: torch.Tensor | None = None) -> Geometry:
     )
 
 
+QUERY_FORMS = "'CLS', ('reg', k), (row, col) or a token index"
+
+
+def _integer(value, what: str) -> int:
+    """An integral value (3, np.int64(3)) as an int; a bool, float or string is refused."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise ValueError(f"{what} must be a whole number; got {value!r}.")
+
+
 def query_token(query, geom: Geometry) -> int:
-    """A query as a token index: "CLS", ("reg", k), (row, col) of a patch, or an int."""
+    """A query as a token index: "CLS" (any case), ("reg", k), (row, col) of a patch, or an int."""
     P, g = geom.num_prefix_tokens, geom.grid
-    if query == "CLS":
+    if isinstance(query, str):
+        if query.strip().upper() != "CLS":
+            raise ValueError(f"query must be {QUERY_FORMS}; got {query!r}.")
         if not geom.class_token:
             raise ValueError("this model has no CLS token: pick a patch (row, col).")
         return 0
-    if isinstance(query, tuple) and len(query) == 2 and query[0] == "reg":
-        k = int(query[1])
-        if not 0 <= k < geom.reg_tokens:
-            raise ValueError(f"register {k} does not exist ({geom.reg_tokens} registers).")
-        return int(geom.class_token) + k
+    if isinstance(query, list):  # [row, col] reads as (row, col)
+        query = tuple(query)
     if isinstance(query, tuple) and len(query) == 2:
-        r, c = (int(v) for v in query)
+        if isinstance(query[0], str):
+            if query[0].strip().lower() != "reg":
+                raise ValueError(f"query must be {QUERY_FORMS}; got {query!r}.")
+            k = _integer(query[1], "the register number k in ('reg', k)")
+            if not 0 <= k < geom.reg_tokens:
+                raise ValueError(
+                    f"register {k} does not exist ({geom.reg_tokens} registers"
+                    + (f": use 0..{geom.reg_tokens - 1})." if geom.reg_tokens else ").")
+                )
+            return int(geom.class_token) + k
+        r, c = (_integer(v, "a patch's row and column") for v in query)
         if not (0 <= r < g and 0 <= c < g):
-            raise ValueError(f"patch ({r}, {c}) is outside the {g}x{g} grid.")
+            raise ValueError(f"patch ({r}, {c}) is outside the {g}x{g} grid (0..{g - 1}).")
         return P + r * g + c
-    t = int(query)
+    if isinstance(query, bool) or not hasattr(query, "__index__"):
+        raise ValueError(f"query must be {QUERY_FORMS}; got {query!r}.")
+    t = operator.index(query)
     if not 0 <= t < P + g * g:
         raise ValueError(f"token {t} does not exist (0..{P + g * g - 1}).")
     return t
@@ -145,14 +170,24 @@ class ExplorerState:
 
     def normalized(self, num_layers: int, num_heads: int) -> ExplorerState:
         """Valid state: layer in range, rollout with a head fusion (a single head -> mean)."""
-        if self.mode not in MODES:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {MODES}.")
-        layer = self.layer % num_layers if -num_layers <= self.layer < num_layers else None
-        if layer is None:
-            raise ValueError(f"layer {self.layer} does not exist (0..{num_layers - 1}).")
+        layer = _integer(self.layer, "layer")
+        if not -num_layers <= layer < num_layers:
+            raise ValueError(
+                f"layer {layer} does not exist (0..{num_layers - 1}, or -1 for the last)."
+            )
+        layer %= num_layers
         head = self.head
-        if isinstance(head, int) and not 0 <= head < num_heads:
-            raise ValueError(f"head {head} does not exist (0..{num_heads - 1}).")
+        if isinstance(head, str):
+            if head not in ROLLOUT_FUSIONS:
+                raise ValueError(
+                    f"head {head!r} is not one of {ROLLOUT_FUSIONS} or a head 0..{num_heads - 1}."
+                )
+        else:
+            head = _integer(head, f"head ({ROLLOUT_FUSIONS} or a head number)")
+            if not 0 <= head < num_heads:
+                raise ValueError(f"head {head} does not exist (0..{num_heads - 1}).")
         if self.mode == "rollout" and head not in ROLLOUT_FUSIONS:
             head = "mean"
         return replace(self, layer=layer, head=head)
@@ -301,10 +336,12 @@ class AttentionExplorer:
         self.model = model
         self.dataset = dataset
         self.classes = classes if classes is not None else getattr(dataset, "classes", None)
+        index = self._check_index(index)
         self.geom = model_geometry(model, torch.as_tensor(dataset[index][0]).float())
-        if query == "CLS" and not self.geom.class_token:
+        is_cls = isinstance(query, str) and query.strip().upper() == "CLS"
+        if is_cls and not self.geom.class_token:
             query = (self.geom.grid // 2, self.geom.grid // 2)
-        self.index = int(index)
+        self.index = index
         self.image, self.label = self._dataset_item(self.index)
         self.source = f"test image #{self.index}"
         self.maps = AttentionMaps(model, self.image, self.geom)
@@ -323,31 +360,64 @@ class AttentionExplorer:
         image = torch.as_tensor(image).float()
         return image, (int(label) if label is not None else None)
 
+    def _check_index(self, index) -> int:
+        """A dataset index as a non-negative int; -1 is the last image, as in Python lists."""
+        index = _integer(index, "the image index")
+        try:
+            n = len(self.dataset)
+        except TypeError:  # a dataset without a length: let it say whether the index exists
+            return index
+        if not -n <= index < n:
+            raise ValueError(
+                f"image index {index} is out of range: the dataset has {n} images, "
+                f"so use 0..{n - 1} (or -1 for the last)."
+            )
+        return index % n
+
     def set(self, **changes) -> AttentionExplorer:
         """Change the view: index, layer, head, mode, query ("CLS", (row, col) or a token).
 
+        All or nothing: every value is checked, and a new image's maps computed, before the
+        view changes, so after an error the explorer shows exactly what it showed before.
         Keeps the widgets in step. Returns self, so a cell can end with `explorer.set(...)`.
         """
-        if "index" in changes:
-            self.show_index(changes.pop("index"), _render=False)
+        unknown = sorted(set(changes) - {"index", "layer", "head", "mode", "query"})
+        if unknown:
+            raise TypeError(
+                f"set() got unknown setting(s) {', '.join(unknown)}: "
+                "use index, layer, head, mode or query."
+            )
+        item = self._load_index(changes.pop("index")) if "index" in changes else None
+        maps = item[3] if item is not None else self.maps
         if "query" in changes:
             changes["query"] = query_token(changes["query"], self.geom)
-        self.state = replace(self.state, **changes).normalized(
-            self.maps.num_layers, self.maps.num_heads
-        )
+        state = replace(self.state, **changes).normalized(maps.num_layers, maps.num_heads)
+        maps.map(state)  # the map exists (raises here, before anything changed, if not)
+        if item is not None:
+            self._show_item(*item)
+        self.state = state
         self._sync_controls()
         self._render()
         return self
 
-    def show_index(self, index: int, _render: bool = True) -> None:
-        """Show test image `index`: one forward pass, all maps recomputed."""
-        self.index = int(index)
-        self.image, self.label = self._dataset_item(self.index)
+    def _load_index(self, index) -> tuple[int, torch.Tensor, int | None, AttentionMaps]:
+        """Everything a new image needs (one forward pass), without changing the view."""
+        index = self._check_index(index)
+        image, label = self._dataset_item(index)
+        return index, image, label, AttentionMaps(self.model, image, self.geom)
+
+    def _show_item(self, index, image, label, maps) -> None:
+        self.index, self.image, self.label, self.maps = index, image, label, maps
         self.source = f"test image #{self.index}"
         self.message = ""
-        self.maps = AttentionMaps(self.model, self.image, self.geom)
         self._set_base_image()
+
+    def show_index(self, index: int, _render: bool = True) -> None:
+        """Show test image `index` (-1: the last): one forward pass, all maps recomputed."""
+        item = self._load_index(index)  # may raise: the view is still the old one then
+        self._show_item(*item)
         if _render:
+            self._sync_controls()
             self._render()
 
     def show_upload(self, name: str, data: bytes) -> bool:

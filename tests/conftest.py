@@ -2,6 +2,7 @@
 exercise check reports a wrong answer."""
 
 import os
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -51,3 +52,35 @@ def failure(exercise, *answer) -> str:
     with pytest.raises(CheckFailed) as info:
         exercise.checker(*answer)
     return str(info.value)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def execute_cells(cells: list[str], tmp_path: Path):
+    """Run code cells in a fresh kernel as nbconvert --execute does; the saved notebook."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(exist_ok=True)
+    old = os.environ.get("JUPYTER_RUNTIME_DIR")
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
+    try:
+        nbclient.NotebookClient(
+            nb, timeout=120, resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
+    finally:
+        if old is None:
+            os.environ.pop("JUPYTER_RUNTIME_DIR", None)
+        else:
+            os.environ["JUPYTER_RUNTIME_DIR"] = old
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, path)
+    return nbformat.read(path, as_version=4)

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import execute_cells
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "03_attention.ipynb"  # override with EXPLORER_NOTEBOOK=path
 CHROMIUM = Path("/usr/bin/chromium")
@@ -300,31 +302,7 @@ def test_saved_notebook_shows_a_picture_of_the_explorer(tmp_path):
     """Executed and saved (as nbconvert does), the explorer's output carries a PNG for
     readers without a kernel (GitHub, nbviewer) next to the live widget view, and changing
     it from code adds no output (no stacked figures)."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in SAVED_NOTEBOOK_CELLS]
-    env_tmp = tmp_path / "runtime"
-    env_tmp.mkdir()
-    old = os.environ.get("JUPYTER_RUNTIME_DIR")
-    os.environ["JUPYTER_RUNTIME_DIR"] = str(env_tmp)
-    try:
-        nbclient.NotebookClient(
-            nb, timeout=120, resources={"metadata": {"path": str(ROOT)}}
-        ).execute()
-    finally:
-        if old is None:
-            os.environ.pop("JUPYTER_RUNTIME_DIR", None)
-        else:
-            os.environ["JUPYTER_RUNTIME_DIR"] = old
-    path = tmp_path / "saved.ipynb"
-    nbformat.write(nb, path)
-    saved = nbformat.read(path, as_version=4)
+    saved = execute_cells(SAVED_NOTEBOOK_CELLS, tmp_path)
     outputs = saved.cells[1].outputs
     assert len(outputs) == 1, [o.output_type for o in outputs]
     data = outputs[0]["data"]

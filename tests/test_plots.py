@@ -49,3 +49,15 @@ def test_history_and_confusion_figures_are_labelled():
     fig2 = plot_confusion(np.eye(3, dtype=int) * 5, ["a", "b", "c"])
     assert fig2.axes[0].get_xlabel() == "predicted class"
     plt.close("all")
+
+
+def test_attention_is_drawn_over_a_grey_picture():
+    """Every colour on an attention panel is the colormap's: the picture underneath is grey."""
+    red = torch.zeros(3, 32, 32)
+    red[0] = 1.0  # a pure red image: luminance 0.299
+    fig, ax = plt.subplots()
+    show_attention(ax, red, torch.rand(8, 8))
+    base = ax.images[0]
+    assert base.get_array().ndim == 2 and base.get_cmap().name == "gray"
+    np.testing.assert_allclose(base.get_array(), 0.299)
+    plt.close(fig)
