@@ -12,7 +12,7 @@ import io
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from helpers.fashion_mnist import ALL_FILES, DownloadError, download_fashion_mni
 from helpers.images import UploadError, load_image_bytes
 from helpers.model import VisionTransformer
 from helpers.widgets import AttentionExplorer, model_geometry, query_token
+from tests.conftest import start_local_server
 
 # ---------------------------------------------------------------------------------------
 # A. The downloader, against servers on 127.0.0.1
@@ -106,19 +107,7 @@ def server(request):
     def start(behaviour: str) -> str:
         stop = threading.Event()
         handler = type("H", (Handler,), {"behaviour": behaviour, "stop": stop})
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        srv.daemon_threads = True
-        thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-
-        def finish():
-            stop.set()
-            srv.shutdown()
-            srv.server_close()
-            thread.join(timeout=5)
-
-        request.addfinalizer(finish)
-        return f"http://127.0.0.1:{srv.server_address[1]}/"
+        return start_local_server(request, handler, on_stop=stop.set)
 
     return start
 

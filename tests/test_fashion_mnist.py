@@ -7,9 +7,8 @@ import gzip
 import hashlib
 import socket
 import struct
-import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from helpers.fashion_mnist import (
     download_fashion_mnist,
     load_fashion_mnist,
 )
+from tests.conftest import start_local_server
 
 SIZES = {"train": 5, "test": 3}
 
@@ -77,17 +77,7 @@ def serve(request):
 
     def start(folder: Path) -> str:
         handler = functools.partial(QuietHandler, directory=str(folder))
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-
-        def stop():
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
-
-        request.addfinalizer(stop)
-        return f"http://127.0.0.1:{server.server_address[1]}/"
+        return start_local_server(request, handler)
 
     return start
 
