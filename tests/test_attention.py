@@ -10,6 +10,7 @@ from helpers.attention import (
     cls_maps,
     fuse_heads,
     get_attention,
+    get_pool_attention,
     mass_on_object,
     mean_attention_distance,
     rollout,
@@ -107,3 +108,15 @@ def test_cls_maps_in_batches_equal_one_pass():
     torch.testing.assert_close(cls_maps(m, x, batch_size=3), cls_attention(attn, layer=-1))
     rolled = token_map(rollout(attn)[-1][:, 0])
     torch.testing.assert_close(cls_maps(m, x, use_rollout=True, batch_size=2), rolled)
+
+
+def test_pool_attention_of_a_map_model():
+    torch.manual_seed(0)
+    m = VisionTransformer(embed_dim=16, depth=1, num_heads=2, global_pool="map").eval()
+    x = torch.rand(3, 3, 32, 32)
+    logits, att = get_pool_attention(m, x)
+    torch.testing.assert_close(logits, m(x))
+    assert att.shape == (3, 2, 64)  # (images, heads, patches): one query over the patches
+    torch.testing.assert_close(att.sum(-1), torch.ones(3, 2))
+    with pytest.raises(ValueError, match='global_pool="map"'):
+        get_pool_attention(VisionTransformer(embed_dim=16, depth=1, num_heads=2), x)
