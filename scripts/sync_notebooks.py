@@ -1,4 +1,5 @@
-"""Write the Colab cell into every notebook, from its one template.
+"""Write the Colab cell into every notebook, from its one template, and drop stored
+widget state (it hides the static PNG of each widget in nbconvert HTML and on the site).
 
     python scripts/sync_notebooks.py            # rewrite the first code cell where it differs
     python scripts/sync_notebooks.py --check    # only list the notebooks that differ (exit 1)
@@ -60,9 +61,16 @@ def sync(path: Path, cell_text: str, write: bool = True) -> bool:
     A notebook without a Colab cell gets one, after its Markdown title cell."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     cell = colab_cell(nb)
-    if cell is not None and cell_source(cell) == cell_text:
+    stored_widgets = "widgets" in nb.get("metadata", {})
+    if cell is not None and cell_source(cell) == cell_text and not stored_widgets:
         return False
     if not write:
+        return True
+    # Saved widget state makes static renders (nbconvert HTML, the site) draw an empty widget
+    # instead of the PNG each widget output carries: a committed notebook keeps none.
+    nb.get("metadata", {}).pop("widgets", None)
+    if cell is not None and cell_source(cell) == cell_text:
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return True
     if cell is None:
         ids = {c.get("id") for c in nb["cells"]}

@@ -71,6 +71,14 @@ def test_first_code_cell_is_the_colab_cell(nb):
     )
 
 
+@pytest.mark.parametrize("nb", sync.notebooks(), ids=lambda p: p.stem)
+def test_no_widget_state_is_stored(nb):
+    """Saved widget state wins over each widget's PNG in static renders, which then show an
+    empty output; without it nbconvert HTML shows the picture."""
+    metadata = json.loads(nb.read_text(encoding="utf-8"))["metadata"]
+    assert "widgets" not in metadata, f"{nb.name} stores widget state: run `{SYNC}`"
+
+
 def test_readme_links_use_the_repository_url():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     patterns = {
