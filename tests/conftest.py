@@ -23,16 +23,6 @@ def build(seed: int = 0, **kw) -> VisionTransformer:
     return VisionTransformer(**kw).eval()
 
 
-@pytest.fixture
-def tiny_vit() -> VisionTransformer:
-    return build(**TINY)
-
-
-@pytest.fixture
-def small_vit() -> VisionTransformer:
-    return build(**SMALL)
-
-
 @pytest.fixture(scope="session")
 def timm_vit_class():
     """timm's VisionTransformer class: skipped without timm, but required under CI."""
