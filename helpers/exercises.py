@@ -72,10 +72,20 @@ def _time_limit(seconds: float | None):
 
 @dataclass
 class Exercise:
+    """One exercise: `check(answer)`, tiered `hint()`s, then `solution()`.
+
+    hints: from the idea to the approach; each call of `hint()` shows the next one, and
+    after the last it points to `solution()` (the code itself)."""
+
     name: str
     checker: Callable  # raises CheckFailed (or any exception) when the answer is wrong
-    hint_text: str
+    hints: tuple[str, ...]  # the idea first, then the approach; never the code
     solution_text: str  # Markdown, usually a code block
+
+    def __post_init__(self):
+        if isinstance(self.hints, str) or not self.hints:
+            raise TypeError(f"{self.name}: hints must be a non-empty tuple of strings.")
+        self._hints_shown = 0
 
     def check(self, *answer, quiet: bool = False, time_limit: float | None = TIME_LIMIT) -> bool:
         """Run the checker on the answer: print a verdict, return True or False, never raise.
@@ -109,7 +119,26 @@ class Exercise:
         return ok
 
     def hint(self) -> None:
-        print(f"💡 Hint: {self.hint_text}")
+        """The next hint: the idea first, then the approach; after the last, the way on."""
+        n = len(self.hints)
+        i = self._hints_shown
+        if i < n:
+            self._hints_shown += 1
+            more = (
+                f"\n   (run `{self.name}.hint()` again for hint {i + 2} of {n})"
+                if i + 1 < n
+                else f"\n   (that was the last hint: `{self.name}.solution()` shows an answer)"
+            )
+            print(f"💡 Hint {i + 1} of {n}: {self.hints[i]}{more}")
+        else:
+            print(
+                f"💡 No more hints: `{self.name}.solution()` shows an answer "
+                f"(`{self.name}.hint_reset()` starts the hints again)."
+            )
+
+    def hint_reset(self) -> None:
+        """Start the hints again from the first."""
+        self._hints_shown = 0
 
     def solution(self) -> None:
         display(Markdown(self.solution_text))
@@ -216,9 +245,11 @@ def _check_prepend_cls(prepend_cls) -> None:
 ex_prepend_cls = Exercise(
     name="ex_prepend_cls",
     checker=_check_prepend_cls,
-    hint_text=(
-        "B = patch_tokens.shape[0]; cls_token.expand(B, -1, -1) gives (B, 1, D) without "
-        "copying; then torch.cat([..., patch_tokens], dim=1)."
+    hints=(
+        (
+            "B = patch_tokens.shape[0]; cls_token.expand(B, -1, -1) gives (B, 1, D) without "
+            "copying; then torch.cat([..., patch_tokens], dim=1)."
+        ),
     ),
     solution_text="""```python
 def prepend_cls(cls_token, patch_tokens):
@@ -276,10 +307,12 @@ def _check_fold_cls_slot(fold_cls_slot) -> None:
 ex_fold_cls_slot = Exercise(
     name="ex_fold_cls_slot",
     checker=_check_fold_cls_slot,
-    hint_text=(
-        "new = copy.deepcopy(model); then under torch.no_grad(): add new.pos_embed[:, :1] to "
-        "new.cls_token in place, and set new.pos_embed[:, 0] to zero. Row 0 of embed(x) is "
-        "cls_token + pos_embed[:, 0], so only the sum matters."
+    hints=(
+        (
+            "new = copy.deepcopy(model); then under torch.no_grad(): add new.pos_embed[:, :1] to "
+            "new.cls_token in place, and set new.pos_embed[:, 0] to zero. Row 0 of embed(x) is "
+            "cls_token + pos_embed[:, 0], so only the sum matters."
+        ),
     ),
     solution_text="""```python
 def fold_cls_slot(model):
@@ -370,11 +403,13 @@ def _check_resample_hw(resample_hw) -> None:
 ex_resample_hw = Exercise(
     name="ex_resample_hw",
     checker=_check_resample_hw,
-    hint_text=(
-        "Split prefix = pos_embed[:, :num_prefix_tokens] from the patch slots; reshape the patch "
-        "slots to (1, g, g, D) and permute to (1, D, g, g); F.interpolate to size=new_hw "
-        "(mode='bicubic', align_corners=False); permute back, reshape to (1, h * w, D), and "
-        "torch.cat([prefix, patches], dim=1)."
+    hints=(
+        (
+            "Split prefix = pos_embed[:, :num_prefix_tokens] from the patch slots; reshape the patch "
+            "slots to (1, g, g, D) and permute to (1, D, g, g); F.interpolate to size=new_hw "
+            "(mode='bicubic', align_corners=False); permute back, reshape to (1, h * w, D), and "
+            "torch.cat([prefix, patches], dim=1)."
+        ),
     ),
     solution_text="""```python
 def resample_hw(pos_embed, new_hw, num_prefix_tokens=1):
@@ -496,10 +531,12 @@ def _check_masked_attention(masked_attention) -> None:
 ex_attention = Exercise(
     name="ex_attention",
     checker=_check_masked_attention,
-    hint_text=(
-        "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]); then "
-        "scores = scores.masked_fill(~mask, float('-inf')); then softmax over the last axis "
-        "(the keys), and multiply by v."
+    hints=(
+        (
+            "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]); then "
+            "scores = scores.masked_fill(~mask, float('-inf')); then softmax over the last axis "
+            "(the keys), and multiply by v."
+        ),
     ),
     solution_text="""```python
 def masked_attention(q, k, v, mask):
@@ -586,10 +623,12 @@ def _check_object_only_mask(object_only_mask) -> None:
 ex_object_mask = Exercise(
     name="ex_object_mask",
     checker=_check_object_only_mask,
-    hint_text=(
-        "Start from torch.ones(B, 1, T, T, dtype=torch.bool); the CLS row is mask[:, 0, 0, :]. "
-        "patch_mask(masks, 4) > 0 gives a (B, 8, 8) map of object patches; .flatten(1) "
-        "turns it into (B, 64) in token order. Keep mask[:, 0, 0, 0] True."
+    hints=(
+        (
+            "Start from torch.ones(B, 1, T, T, dtype=torch.bool); the CLS row is mask[:, 0, 0, :]. "
+            "patch_mask(masks, 4) > 0 gives a (B, 8, 8) map of object patches; .flatten(1) "
+            "turns it into (B, 64) in token order. Keep mask[:, 0, 0, 0] True."
+        ),
     ),
     solution_text="""```python
 def object_only_mask(masks, patch_size=4):
@@ -680,9 +719,11 @@ def _check_gap_pool(gap_pool) -> None:
 ex_gap_pool = Exercise(
     name="ex_gap_pool",
     checker=_check_gap_pool,
-    hint_text=(
-        "tokens is (B, T, D) with the prefix tokens (CLS, registers) first. Keep the patches "
-        "with tokens[:, num_prefix_tokens:] (shape (B, N, D)) and average over dim=1."
+    hints=(
+        (
+            "tokens is (B, T, D) with the prefix tokens (CLS, registers) first. Keep the patches "
+            "with tokens[:, num_prefix_tokens:] (shape (B, N, D)) and average over dim=1."
+        ),
     ),
     solution_text="""```python
 def gap_pool(tokens, num_prefix_tokens):
@@ -738,10 +779,12 @@ def _check_saved_parameters(saved_parameters) -> None:
 ex_saved_parameters = Exercise(
     name="ex_saved_parameters",
     checker=_check_saved_parameters,
-    hint_text=(
-        "List the tensors that have a slot for the CLS token: the token itself (1, 1, D), and "
-        "row 0 of pos_embed (1, 1 + N, D). Which of them are trained parameters for each "
-        "pos_embed kind? (A 'sincos' table is a buffer.)"
+    hints=(
+        (
+            "List the tensors that have a slot for the CLS token: the token itself (1, 1, D), and "
+            "row 0 of pos_embed (1, 1 + N, D). Which of them are trained parameters for each "
+            "pos_embed kind? (A 'sincos' table is a buffer.)"
+        ),
     ),
     solution_text="""```python
 def saved_parameters(dim, pos_embed):

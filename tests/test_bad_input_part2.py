@@ -423,7 +423,7 @@ def forever_swallowing(*args):  # a learner's loop that catches everything it ca
             pass
 
 
-looping = Exercise("ex_loop", checker=lambda f: f(), hint_text="", solution_text="")
+looping = Exercise("ex_loop", checker=lambda f: f(), hints=("",), solution_text="")
 
 
 def test_d10_check_that_never_returns_fails_after_its_time_limit(capsys):

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.exercises import (
+    Exercise,
     ex_fold_cls_slot,
     ex_prepend_cls,
     ex_resample_hw,
@@ -246,3 +247,25 @@ def test_resample_hw_reshape_instead_of_permute_fails():
         return torch.cat([prefix, grid.reshape(1, -1, D)], dim=1)
 
     assert "permute" in failure(ex_resample_hw, reshaped)
+
+
+def test_hints_come_in_tiers_then_point_to_the_solution(capsys):
+    ex = Exercise(
+        "ex_tiers", checker=lambda f: None, hints=("the idea", "the approach"), solution_text=""
+    )
+    ex.hint()
+    first = capsys.readouterr().out
+    assert "Hint 1 of 2: the idea" in first and "again for hint 2" in first
+    ex.hint()
+    second = capsys.readouterr().out
+    assert "Hint 2 of 2: the approach" in second and "ex_tiers.solution()" in second
+    ex.hint()
+    assert "No more hints" in capsys.readouterr().out
+    ex.hint_reset()
+    ex.hint()
+    assert "Hint 1 of 2" in capsys.readouterr().out
+
+
+def test_a_single_string_is_not_a_list_of_hints():
+    with pytest.raises(TypeError, match="tuple of strings"):
+        Exercise("ex_bad", checker=lambda f: None, hints="one long hint", solution_text="")
