@@ -156,6 +156,8 @@ def train(
     cfg: TrainConfig | None = None,
     progress: bool = True,
     eval_every: int | None = None,
+    loss_fn=None,
+    callback=None,
 ) -> History:
     """Train with AdamW, warm-up + cosine schedule and cross-entropy; returns a History.
 
@@ -163,6 +165,11 @@ def train(
     val_data: measured at the end of every epoch, or every `eval_every` steps and at the
     last one; History.val_seconds counts training time only (for "time to X% accuracy").
     The progress bar is one line, which a saved notebook keeps at 100% (helpers.progress).
+
+    loss_fn(model, x, y) -> (loss, logits): replaces cross-entropy on model(x) (for a
+    distillation loss, say); the logits are used for the training accuracy.
+    callback(step, model): called after every optimizer step (to save snapshots, say); the
+    model is in training mode, and the callback must not change its weights.
     """
     cfg = cfg or TrainConfig()
     device = model_device(model)
@@ -171,6 +178,9 @@ def train(
         val_data, _ = as_dataset(val_data)
     if eval_every is not None:
         check_count(eval_every, "eval_every")
+    for name, fn in (("loss_fn", loss_fn), ("callback", callback)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a function, got {type(fn).__name__}.")
     seed_everything(cfg.seed)
     n = size if cfg.n_train is None else min(cfg.n_train, size)
     steps_per_epoch = n // cfg.batch_size
@@ -204,12 +214,17 @@ def train(
             x, y = x.to(device), y.to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if loss_fn is None:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            else:
+                loss, logits = loss_fn(model, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
+            if callback is not None:
+                callback(step, model)
             compute += time.perf_counter() - t_step
             if val_data is not None and (step % every == 0 or step == total):
                 hist.val_step.append(step)

@@ -115,3 +115,30 @@ def test_confusion_matrix_diagonal_matches_accuracy():
     cm = confusion_matrix(m, ds, batch_size=25)
     assert cm.sum() == 60
     assert cm.diag().sum().item() / 60 == pytest.approx(evaluate(m, ds))
+
+
+def test_loss_fn_replaces_cross_entropy_and_callback_sees_every_step():
+    ds = ShapesDataset("train", n=128)
+    cfg = TrainConfig(epochs=2, batch_size=32, warmup_steps=1, weight_decay=0.0)  # no decay
+    calls, steps = [], []
+
+    def zero_loss(model, x, y):  # a loss with no gradient signal: the weights must not move
+        calls.append(len(x))
+        logits = model(x)
+        return 0.0 * logits.sum(), logits
+
+    torch.manual_seed(0)
+    m = VisionTransformer(embed_dim=16, depth=1, num_heads=2)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    h = train(
+        m, ds, None, cfg, progress=False, loss_fn=zero_loss, callback=lambda s, _: steps.append(s)
+    )
+    assert calls == [32] * 8 and steps == list(range(1, 9))
+    assert h.step_loss == [0.0] * 8
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_loss_fn_and_callback_must_be_functions():
+    m = VisionTransformer(embed_dim=16, depth=1, num_heads=2)
+    with pytest.raises(TypeError, match="callback must be a function"):
+        train(m, ShapesDataset("train", n=64), callback=5, progress=False)
