@@ -1,0 +1,172 @@
+"""The attention explorer's browser view and its data, shared by the live widget and the
+kernel-free export.
+
+One view, `explorer.js` (an ES module in the anywidget form, `export default {render}`),
+draws the picture, the heatmap, the colorbar and the controls from precomputed maps. Two
+hosts feed it the same data:
+
+- the live widget (`helpers.widgets.AttentionExplorer`): an anywidget model whose traits
+  hold the current image's maps and the state (layer, head, mode, query, scale); the kernel
+  computes the maps of a new image or an upload;
+- the static export (`static_html`): the maps of a fixed set of test images embedded in one
+  self-contained HTML fragment (the view's code, its CSS and the data inlined: no network,
+  no CDN), which works in nbconvert HTML, a notebook viewer that runs scripts, and a plain
+  page opened from disk. It starts with a PNG of the explorer, so renderers that strip
+  scripts still show a picture.
+
+Data of one image (`image_entry`): every map the view can show, quantized to uint8. A map
+(one layer, one head or head fusion, one mode, one query token) is stored as
+round(255 * value / max) with its max as float32, so a near-uniform map (all values ~1/64)
+keeps its 8 bits of detail; the view rebuilds value = q / 255 * max. The share of the
+query's row that went to prefix tokens is stored per map as float32. The static export
+deflates each array (zlib) and writes it as base64 text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import uuid
+import zlib
+from importlib import resources
+
+import numpy as np
+import torch
+
+from .attention import fuse_heads
+from .plots import ATTN_CMAP, to_grey
+
+# Offered in both modes (fusions over heads); raw attention adds every single head.
+FUSIONS = ("mean", "max")
+STATIC_FUSIONS = ("mean",)  # the export keeps the mean only: a third less to ship
+UPLOAD_CAUTION = (
+    "The model has only seen {size}x{size} pictures of six shapes ({classes}) in colour "
+    "on a dark background. Anything else (a photo, a drawing) still gets one of those six "
+    "names, often with high confidence: read its answer as the closest shape it knows."
+)
+
+
+def asset(name: str) -> str:
+    """The text of a file shipped beside this module (explorer.js, explorer.css)."""
+    return resources.files("helpers").joinpath(name).read_text(encoding="utf-8")
+
+
+def colormap_lut(name: str = ATTN_CMAP) -> bytes:
+    """The series' attention colormap as 256 RGB triples (768 bytes)."""
+    from matplotlib import colormaps
+
+    rgb = colormaps[name](np.linspace(0, 1, 256))[:, :3]
+    return np.round(255 * rgb).astype(np.uint8).tobytes()
+
+
+def quantize(maps: torch.Tensor) -> tuple[bytes, bytes]:
+    """(..., g*g) weights >= 0 -> uint8 bytes of round(255 * v / max) per map, and the max of
+    each map as float32 bytes. A map of zeros keeps max 0."""
+    m = maps.detach().float().cpu().numpy()
+    top = m.max(-1, keepdims=True)
+    q = np.round(255 * np.divide(m, top, out=np.zeros_like(m), where=top > 0))
+    return q.astype(np.uint8).tobytes(), top[..., 0].astype(np.float32).tobytes()
+
+
+def dequantize(q: bytes, top: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of `quantize`, as the view computes it: (..., g*g) float32."""
+    qa = np.frombuffer(q, dtype=np.uint8).reshape(shape).astype(np.float32)
+    return qa / 255 * np.frombuffer(top, dtype=np.float32).reshape(shape[:-1] + (1,))
+
+
+def head_keys(num_heads: int, fusions=FUSIONS) -> tuple[list[str], list[str]]:
+    """The keys of the heads stored for raw attention and for rollout."""
+    return [*fusions, *map(str, range(num_heads))], list(fusions)
+
+
+def image_entry(maps, image, source: str, prediction: dict, fusions=FUSIONS, caution="") -> dict:
+    """Everything the view needs for one image. maps: a helpers.widgets.AttentionMaps.
+
+    raw: (layers, heads keys, T, g*g) uint8; roll: (layers, fusions, T, g*g) uint8; *_max and
+    *_share: float32 per map. The picture goes as its grey luminance, uint8 (S*S)."""
+    P = maps.geom.num_prefix_tokens
+    raw_keys, roll_keys = head_keys(maps.num_heads, fusions)
+    attn = maps.attn[:, 0]  # (L, H, T, T)
+    raw = torch.stack(
+        [fuse_heads(attn, k if k in FUSIONS else int(k)) for k in raw_keys], 1
+    )  # (L, K, T, T)
+    roll = torch.stack([maps.rollouts[k][:, 0] for k in roll_keys], 1)  # (L, F, T, T)
+    entry = {"source": source, "caution": caution, **prediction}
+    for name, rows in (("raw", raw), ("roll", roll)):
+        patches = rows[..., P:]
+        share = 1.0 - patches.sum(-1) / rows.sum(-1)
+        entry[name], entry[f"{name}_max"] = quantize(patches)
+        entry[f"{name}_share"] = share.float().numpy().astype(np.float32).tobytes()
+    grey = np.round(255 * to_grey(image)).astype(np.uint8)
+    entry["pixels"] = grey.tobytes()
+    return entry
+
+
+def meta(geom, num_layers: int, num_heads: int, classes, fusions=FUSIONS, live=True, n=0) -> dict:
+    """What does not change with the image: geometry, heads, colormap, class names."""
+    from .widgets import query_label
+
+    raw_keys, roll_keys = head_keys(num_heads, fusions)
+    return {
+        "image_size": geom.image_size,
+        "patch_size": geom.patch_size,
+        "grid": geom.grid,
+        "prefix": [query_label(t, geom) for t in range(geom.num_prefix_tokens)],
+        "num_layers": num_layers,
+        "raw_heads": raw_keys,
+        "roll_heads": roll_keys,
+        "classes": [str(c) for c in classes] if classes is not None else [],
+        "cmap": colormap_lut(),
+        "live": live,
+        "dataset_size": n,
+    }
+
+
+def _jsonable(value):
+    """bytes -> {"z": base64 of their zlib deflate} (the view inflates them with the
+    browser's DecompressionStream), recursively."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"z": base64.b64encode(zlib.compress(bytes(value), 9)).decode("ascii")}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def static_html(meta: dict, images: list[dict], state: dict, png: bytes | None = None) -> str:
+    """One self-contained HTML fragment: the view's CSS and code, the data, and a PNG shown
+    until the script runs (or forever where scripts are stripped). No network access."""
+    uid = f"cls-explorer-{uuid.uuid4().hex[:12]}"
+    data = json.dumps(
+        {"meta": _jsonable(meta), "images": _jsonable(images), "state": state},
+        separators=(",", ":"),
+    ).replace("</", "<\\/")  # never close the script element early
+    view = asset("explorer.js").replace("export default", "const view =", 1)
+    fallback = (
+        f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" '
+        'alt="The attention explorer: a test image with its attention map" '
+        'style="max-width:100%">'
+        if png
+        else ""
+    )
+    return (
+        f'<div id="{uid}" class="cls-explorer-static">{fallback}</div>\n'
+        f"<style>{asset('explorer.css')}</style>\n"
+        f'<script type="module">\n{view}\n'
+        f"const data = await view.inflate({data});\n"
+        f'const el = document.getElementById("{uid}");\n'
+        "if (el && !el.dataset.drawn) { el.dataset.drawn = '1'; el.textContent = '';\n"
+        "  view.render({ model: view.staticModel(data), el }); }\n"
+        "</script>\n"
+    )
+
+
+def static_page(fragment: str, title: str = "Inside the CLS token: attention explorer") -> str:
+    """A whole HTML page around a `static_html` fragment, to open from disk."""
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head>\n"
+        f"<body style='font-family:sans-serif;margin:16px'>\n{fragment}</body></html>\n"
+    )
