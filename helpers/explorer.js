@@ -144,7 +144,8 @@ function render({ model, el }) {
     model.save_changes();
   };
 
-  const root = h("div", { class: "clsx" });
+  // keys typed here are for the view, not JupyterLab's notebook shortcuts
+  const root = h("div", { class: "clsx", "data-lm-suppress-shortcuts": "true" });
   el.append(root);
 
   // ---- figure: title, picture + colorbar, caption ----
@@ -314,10 +315,13 @@ function render({ model, el }) {
     if (last !== e) drawImageInfo(meta, e);
     last = e;
     msg.textContent = get("message") || "";
-    el.dataset.query = String(s.query);
-    el.dataset.layer = String(s.layer);
-    el.dataset.drawMs = (performance.now() - t0).toFixed(3);
-    el.dataset.draws = String(Number(el.dataset.draws || 0) + 1);
+    root.dataset.query = String(s.query);
+    root.dataset.layer = String(s.layer);
+    root.dataset.head = s.head;
+    root.dataset.mode = s.mode;
+    root.dataset.scale = s.scale;
+    root.dataset.drawMs = (performance.now() - t0).toFixed(3);
+    root.dataset.draws = String(Number(root.dataset.draws || 0) + 1);
   }
 
   function drawColorbar(vmax, s) {
