@@ -287,15 +287,18 @@ function render({ model, el }) {
     }
     drawColorbar(vmax, s);
     // texts
+    const prefixName = P === 0 ? "" : meta.prefix[0] !== "CLS" ? "registers" : P > 1 ? "CLS + registers" : "CLS";
     const [t1, t2] = titleLines(meta, s);
     title.replaceChildren(h("b", { text: t1 }), h("br"), document.createTextNode(t2));
-    const prefixName = P === 0 ? "" : (meta.prefix.length > 1 ? "CLS + registers" : meta.prefix[0]);
     share.textContent = P === 0 ? "the map holds the whole row (no prefix tokens)"
       : `the map holds ${Math.round(100 * (1 - m.share))}% of the row; ${prefixName}: ${Math.round(100 * m.share)}%`;
     if (s.mode === "rollout") {
+      const raw = mapOf({ ...s, mode: "raw", head: meta.raw_heads[0] }, d, meta, s.layer);
+      const pct = (x) => `${Math.round(100 * x)}%`;
       note.textContent = "Rollout mixes each layer's attention with the identity (½A + ½I, the residual path) "
-        + "and multiplies through the layers, so every token keeps a large share on itself: "
-        + "that is why the CLS share is far larger than in raw attention."
+        + "and multiplies through the layers, so each token keeps part of its row on itself: "
+        + (P ? `${prefixName} holds ${pct(m.share)} of this row, against ${pct(raw.share)} in raw attention `
+          + `(layer ${s.layer}, ${headLabel(meta.raw_heads[0])}).` : "")
         + (rawHead !== null ? ` Rollout fuses the heads at every layer, so it shows the ${headLabel(s.head)}; head ${rawHead} comes back in raw mode.` : "");
     } else note.textContent = "";
     // controls

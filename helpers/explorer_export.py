@@ -34,7 +34,6 @@ from importlib import resources
 import numpy as np
 import torch
 
-from .attention import fuse_heads
 from .plots import ATTN_CMAP, to_grey
 
 # Offered in both modes (fusions over heads); raw attention adds every single head.
@@ -60,10 +59,12 @@ def colormap_lut(name: str = ATTN_CMAP) -> bytes:
     return np.round(255 * rgb).astype(np.uint8).tobytes()
 
 
-def quantize(maps: torch.Tensor) -> tuple[bytes, bytes]:
-    """(..., g*g) weights >= 0 -> uint8 bytes of round(255 * v / max) per map, and the max of
-    each map as float32 bytes. A map of zeros keeps max 0."""
-    m = maps.detach().float().cpu().numpy()
+def quantize(maps) -> tuple[bytes, bytes]:
+    """(..., g*g) weights >= 0 (array or tensor) -> uint8 bytes of round(255 * v / max) per
+    map, and the max of each map as float32 bytes. A map of zeros keeps max 0."""
+    if isinstance(maps, torch.Tensor):
+        maps = maps.detach().float().cpu().numpy()
+    m = np.asarray(maps, dtype=np.float32)
     top = m.max(-1, keepdims=True)
     q = np.round(255 * np.divide(m, top, out=np.zeros_like(m), where=top > 0))
     return q.astype(np.uint8).tobytes(), top[..., 0].astype(np.float32).tobytes()
@@ -87,17 +88,17 @@ def image_entry(maps, image, source: str, prediction: dict, fusions=FUSIONS, cau
     *_share: float32 per map. The picture goes as its grey luminance, uint8 (S*S)."""
     P = maps.geom.num_prefix_tokens
     raw_keys, roll_keys = head_keys(maps.num_heads, fusions)
-    attn = maps.attn[:, 0]  # (L, H, T, T)
-    raw = torch.stack(
-        [fuse_heads(attn, k if k in FUSIONS else int(k)) for k in raw_keys], 1
-    )  # (L, K, T, T)
-    roll = torch.stack([maps.rollouts[k][:, 0] for k in roll_keys], 1)  # (L, F, T, T)
+    # numpy, not torch: small arrays, and no thread pool to wake on a busy machine
+    attn = maps.attn[:, 0].detach().float().cpu().numpy()  # (L, H, T, T)
+    fused = {"mean": attn.mean(1), "max": attn.max(1)}  # as helpers.attention.fuse_heads
+    raw = np.stack([fused[k] if k in fused else attn[:, int(k)] for k in raw_keys], 1)
+    roll = np.stack([maps.rollouts[k][:, 0].float().cpu().numpy() for k in roll_keys], 1)
     entry = {"source": source, "caution": caution, **prediction}
-    for name, rows in (("raw", raw), ("roll", roll)):
+    for name, rows in (("raw", raw), ("roll", roll)):  # (L, K, T, T)
         patches = rows[..., P:]
         share = 1.0 - patches.sum(-1) / rows.sum(-1)
         entry[name], entry[f"{name}_max"] = quantize(patches)
-        entry[f"{name}_share"] = share.float().numpy().astype(np.float32).tobytes()
+        entry[f"{name}_share"] = share.astype(np.float32).tobytes()
     grey = np.round(255 * to_grey(image)).astype(np.uint8)
     entry["pixels"] = grey.tobytes()
     return entry

@@ -718,7 +718,7 @@ class AttentionExplorer:
                 seen.add(label)
         return chosen
 
-    def static_html(self, indices=None) -> str:
+    def static_html(self, indices=None, png: bytes | None = None) -> str:
         """The kernel-free view: self-contained HTML with the maps of test images `indices`
         (default `static_indices()`), quantized; starts with a PNG of the current view."""
         from .explorer_export import STATIC_FUSIONS, image_entry, static_html
@@ -736,7 +736,10 @@ class AttentionExplorer:
             state["head"] = STATIC_FUSIONS[0]  # "max" is not shipped
         state["image"], state["index"] = 0, -1
         return static_html(
-            self._meta(live=False, fusions=STATIC_FUSIONS), images, state, self.snapshot_png()
+            self._meta(live=False, fusions=STATIC_FUSIONS),
+            images,
+            state,
+            png if png is not None else self.snapshot_png(),
         )
 
     # ---------------- the live widget ----------------
@@ -822,7 +825,7 @@ class AttentionExplorer:
         bundle = {
             "text/plain": repr(self),
             "image/png": base64.b64encode(png).decode("ascii"),
-            "text/html": self.static_html(),
+            "text/html": self.static_html(png=png),
         }
         try:
             bundle.update(_widget_view_bundle(self.widget))

@@ -308,6 +308,22 @@ def test_static_view_carries_every_map_quantized(explorer, data):
     assert share[1, 0, 9] == pytest.approx(explorer.maps.prefix_share(explorer.state), abs=1e-5)
 
 
+def test_live_view_data_holds_the_max_over_heads_too(explorer):
+    import zlib
+
+    from helpers.explorer_export import _jsonable, dequantize
+
+    explorer.set(layer=1, head="max", query=(4, 1))
+    entry = _jsonable(explorer._current_entry())
+
+    def unpack(field):
+        return zlib.decompress(base64.b64decode(field["z"]))
+
+    raw = dequantize(unpack(entry["raw"]), unpack(entry["raw_max"]), (2, 4, 65, 64))
+    want = explorer.current_map().ravel()  # raw heads: mean, max, 0, 1
+    np.testing.assert_allclose(raw[1, 1, 1 + 4 * 8 + 1], want, atol=want.max() / 510 + 1e-7)
+
+
 def test_static_images_default_to_one_per_class(model, data):
     e = AttentionExplorer(model, data, classes=CLASSES, index=3, static_images=4)
     idx = e.static_indices()
