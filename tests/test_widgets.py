@@ -2,6 +2,9 @@
 
 import base64
 import io
+import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -409,3 +412,40 @@ def test_any_model_with_the_attention_switch_works(model, data):
     b.set(layer=0, query=(1, 2))
     a.set(layer=0, query=(1, 2))
     np.testing.assert_array_equal(b.current_map(), a.current_map())
+
+
+# ---------------- the browser view's words and scale, as the Python side ----------------
+
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+def test_browser_view_titles_and_scale_match_python(model):
+    """explorer.js writes the same titles and rounds the colour scale the same way as the
+    Python side (which draws the PNG); run in Node.js, as an ES module."""
+    from helpers.explorer_export import asset, meta
+    from helpers.widgets import nice_ceil
+
+    geom = model_geometry(model)
+    states = [
+        ExplorerState(layer=1, head=0, mode="raw", query=0),
+        ExplorerState(layer=0, head="max", mode="rollout", query=10),
+        ExplorerState(layer=1, head="mean", mode="rollout", query=64),
+    ]
+    values = [0.013, 0.2, 0.21, 0.0049, 1.0, 0.81, 0.0153846]
+    m = {k: v for k, v in meta(geom, 2, 2, CLASSES).items() if k != "cmap"}
+    js_states = [{"layer": s.layer, "head": str(s.head), "mode": s.mode, "query": s.query} for s in states]  # fmt: skip
+    module = base64.b64encode(asset("explorer.js").encode()).decode()
+    script = (
+        f"const v = await import('data:text/javascript;base64,{module}');\n"
+        f"const meta = {json.dumps(m)};\n"
+        f"console.log(JSON.stringify({{titles: {json.dumps(js_states)}.map((s) => "
+        f"v.titleLines(meta, s).join('\\n')), nice: {json.dumps(values)}.map(v.niceCeil)}}));"
+    )
+    done = subprocess.run(
+        [NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["titles"] == [title_text(s, 2, geom) for s in states]
+    assert out["nice"] == [nice_ceil(v) for v in values]
