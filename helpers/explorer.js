@@ -252,7 +252,7 @@ function render({ model, el }) {
     small.width = small.height = S;
     const sctx = small.getContext("2d");
     const img = sctx.createImageData(S, S);
-    const scaleQ = m.max / 255 / vmax;
+    const scaleQ = m.max / (meta.levels || 255) / vmax;
     for (let y = 0; y < S; y++) {
       for (let x = 0; x < S; x++) {
         const v = Math.min(1, m.q[Math.floor(y / p) * g + Math.floor(x / p)] * scaleQ);

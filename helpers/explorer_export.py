@@ -14,10 +14,12 @@ hosts feed it the same data:
   page opened from disk. It starts with a PNG of the explorer, so renderers that strip
   scripts still show a picture.
 
-Data of one image (`image_entry`): every map the view can show, quantized to uint8. A map
-(one layer, one head or head fusion, one mode, one query token) is stored as
-round(255 * value / max) with its max as float32, so a near-uniform map (all values ~1/64)
-keeps its 8 bits of detail; the view rebuilds value = q / 255 * max. The share of the
+Data of one image (`image_entry`): every map the view can show, quantized to `levels` + 1
+steps in uint8. A map (one layer, one head or head fusion, one mode, one query token) is
+stored as round(levels * value / max) with its max as float32, so a near-uniform map (all
+values ~1/64) keeps its detail; the view rebuilds value = q / levels * max. The live widget
+sends 255 levels; the static export 63 (LIGHT_LEVELS: a third less to ship after deflate,
+and 64 steps per map are more than the eye tells apart on the colormap). The share of the
 query's row that went to prefix tokens is stored per map as float32. The static export
 deflates each array (zlib) and writes it as base64 text.
 """
@@ -38,7 +40,8 @@ from .plots import ATTN_CMAP, to_grey
 
 # Offered in both modes (fusions over heads); raw attention adds every single head.
 FUSIONS = ("mean", "max")
-STATIC_FUSIONS = ("mean",)  # the export keeps the mean only: a third less to ship
+STATIC_FUSIONS = ("mean",)  # the export keeps the mean only: a sixth less to ship
+LEVELS, STATIC_LEVELS = 255, 63  # quantization steps: live widget, static export
 UPLOAD_CAUTION = (
     "The model has only seen {size}x{size} pictures of six shapes ({classes}) in colour "
     "on a dark background. Anything else (a photo, a drawing) still gets one of those six "
@@ -59,21 +62,23 @@ def colormap_lut(name: str = ATTN_CMAP) -> bytes:
     return np.round(255 * rgb).astype(np.uint8).tobytes()
 
 
-def quantize(maps) -> tuple[bytes, bytes]:
-    """(..., g*g) weights >= 0 (array or tensor) -> uint8 bytes of round(255 * v / max) per
-    map, and the max of each map as float32 bytes. A map of zeros keeps max 0."""
+def quantize(maps, levels: int = LEVELS) -> tuple[bytes, bytes]:
+    """(..., g*g) weights >= 0 (array or tensor) -> uint8 bytes of round(levels * v / max)
+    per map, and the max of each map as float32 bytes. A map of zeros keeps max 0."""
+    if not 1 <= levels <= 255:
+        raise ValueError(f"levels must be 1..255 (uint8); got {levels}.")
     if isinstance(maps, torch.Tensor):
         maps = maps.detach().float().cpu().numpy()
     m = np.asarray(maps, dtype=np.float32)
     top = m.max(-1, keepdims=True)
-    q = np.round(255 * np.divide(m, top, out=np.zeros_like(m), where=top > 0))
+    q = np.round(levels * np.divide(m, top, out=np.zeros_like(m), where=top > 0))
     return q.astype(np.uint8).tobytes(), top[..., 0].astype(np.float32).tobytes()
 
 
-def dequantize(q: bytes, top: bytes, shape: tuple[int, ...]) -> np.ndarray:
+def dequantize(q: bytes, top: bytes, shape: tuple[int, ...], levels: int = LEVELS) -> np.ndarray:
     """The inverse of `quantize`, as the view computes it: (..., g*g) float32."""
     qa = np.frombuffer(q, dtype=np.uint8).reshape(shape).astype(np.float32)
-    return qa / 255 * np.frombuffer(top, dtype=np.float32).reshape(shape[:-1] + (1,))
+    return qa / levels * np.frombuffer(top, dtype=np.float32).reshape(shape[:-1] + (1,))
 
 
 def head_keys(num_heads: int, fusions=FUSIONS) -> tuple[list[str], list[str]]:
@@ -81,7 +86,9 @@ def head_keys(num_heads: int, fusions=FUSIONS) -> tuple[list[str], list[str]]:
     return [*fusions, *map(str, range(num_heads))], list(fusions)
 
 
-def image_entry(maps, image, source: str, prediction: dict, fusions=FUSIONS, caution="") -> dict:
+def image_entry(
+    maps, image, source: str, prediction: dict, fusions=FUSIONS, caution="", levels=LEVELS
+) -> dict:
     """Everything the view needs for one image. maps: a helpers.widgets.AttentionMaps.
 
     raw: (layers, heads keys, T, g*g) uint8; roll: (layers, fusions, T, g*g) uint8; *_max and
@@ -97,14 +104,16 @@ def image_entry(maps, image, source: str, prediction: dict, fusions=FUSIONS, cau
     for name, rows in (("raw", raw), ("roll", roll)):  # (L, K, T, T)
         patches = rows[..., P:]
         share = 1.0 - patches.sum(-1) / rows.sum(-1)
-        entry[name], entry[f"{name}_max"] = quantize(patches)
+        entry[name], entry[f"{name}_max"] = quantize(patches, levels)
         entry[f"{name}_share"] = share.astype(np.float32).tobytes()
     grey = np.round(255 * to_grey(image)).astype(np.uint8)
     entry["pixels"] = grey.tobytes()
     return entry
 
 
-def meta(geom, num_layers: int, num_heads: int, classes, fusions=FUSIONS, live=True, n=0) -> dict:
+def meta(
+    geom, num_layers, num_heads, classes, fusions=FUSIONS, live=True, n=0, levels=LEVELS
+) -> dict:
     """What does not change with the image: geometry, heads, colormap, class names."""
     from .widgets import query_label
 
@@ -121,6 +130,7 @@ def meta(geom, num_layers: int, num_heads: int, classes, fusions=FUSIONS, live=T
         "cmap": colormap_lut(),
         "live": live,
         "dataset_size": n,
+        "levels": levels,
     }
 
 

@@ -678,8 +678,8 @@ class AttentionExplorer:
             self.maps, self.image, pred.pop("source"), pred, fusions or FUSIONS, self.caution
         )
 
-    def _meta(self, live: bool, fusions=None) -> dict:
-        from .explorer_export import FUSIONS, meta
+    def _meta(self, live: bool, fusions=None, levels=None) -> dict:
+        from .explorer_export import FUSIONS, LEVELS, meta
 
         try:
             n = len(self.dataset)
@@ -687,7 +687,7 @@ class AttentionExplorer:
             n = 0
         return meta(
             self.geom, self.maps.num_layers, self.maps.num_heads, self.classes,
-            fusions or FUSIONS, live=live, n=n,
+            fusions or FUSIONS, live=live, n=n, levels=levels or LEVELS,
         )  # fmt: skip
 
     def _state_traits(self) -> dict:
@@ -721,7 +721,7 @@ class AttentionExplorer:
     def static_html(self, indices=None, png: bytes | None = None) -> str:
         """The kernel-free view: self-contained HTML with the maps of test images `indices`
         (default `static_indices()`), quantized; starts with a PNG of the current view."""
-        from .explorer_export import STATIC_FUSIONS, image_entry, static_html
+        from .explorer_export import STATIC_FUSIONS, STATIC_LEVELS, image_entry, static_html
 
         images = []
         for i in self.static_indices() if indices is None else indices:
@@ -730,17 +730,26 @@ class AttentionExplorer:
             maps = AttentionMaps(self.model, image, self.geom)
             short = f"#{i} {class_name(self.classes, label)}" if label is not None else f"#{i}"
             pred = self._prediction_fields(maps, label, f"test image #{i}", short)
-            images.append(image_entry(maps, image, pred.pop("source"), pred, STATIC_FUSIONS))
+            source = pred.pop("source")
+            images.append(image_entry(maps, image, source, pred, STATIC_FUSIONS, "", STATIC_LEVELS))
         state = self._state_traits()
         if state["head"] not in STATIC_FUSIONS and not state["head"].isdigit():
             state["head"] = STATIC_FUSIONS[0]  # "max" is not shipped
         state["image"], state["index"] = 0, -1
         return static_html(
-            self._meta(live=False, fusions=STATIC_FUSIONS),
+            self._meta(live=False, fusions=STATIC_FUSIONS, levels=STATIC_LEVELS),
             images,
             state,
             png if png is not None else self.snapshot_png(),
         )
+
+    def save_html(self, path, indices=None):
+        """Write the kernel-free view as a whole HTML page (no kernel, no network needed:
+        open it from disk or put it on a site). Returns the path."""
+        from .checkpoint import atomic_write
+        from .explorer_export import static_page
+
+        return atomic_write(path, static_page(self.static_html(indices)).encode("utf-8"))
 
     # ---------------- the live widget ----------------
 

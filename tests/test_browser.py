@@ -443,15 +443,13 @@ def test_static_export_works_offline(tmp_path):
     import torch
 
     from helpers.data import CLASSES, ShapesDataset
-    from helpers.explorer_export import static_page
     from helpers.model import VisionTransformer
     from helpers.widgets import AttentionExplorer
 
     torch.manual_seed(0)
     model = VisionTransformer(embed_dim=16, depth=2, num_heads=2)
     explorer = AttentionExplorer(model, ShapesDataset("test", n=20), classes=CLASSES)
-    page_file = tmp_path / "explorer.html"
-    page_file.write_text(static_page(explorer.static_html()), encoding="utf-8")
+    page_file = explorer.save_html(tmp_path / "explorer.html")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser, page, blocked, errors = _offline_page(pw, tmp_path)

@@ -297,16 +297,18 @@ def test_static_view_carries_every_map_quantized(explorer, data):
 
     L, T, G = 2, 65, 64
     im = images[1]
-    raw = dequantize(unpack(im["raw"]), unpack(im["raw_max"]), (L, 3, T, G))
-    roll = dequantize(unpack(im["roll"]), unpack(im["roll_max"]), (L, 1, T, G))
+    n = meta["levels"]
+    assert n == 63
+    raw = dequantize(unpack(im["raw"]), unpack(im["raw_max"]), (L, 3, T, G), n)
+    roll = dequantize(unpack(im["roll"]), unpack(im["roll_max"]), (L, 1, T, G), n)
     explorer.set(index=5)
     for layer, k, head, q in [(0, 0, "mean", 0), (1, 2, 1, 17), (1, 1, 0, 64)]:
         explorer.set(layer=layer, head=head, query=q, mode="raw")
         want = explorer.current_map().ravel()
-        np.testing.assert_allclose(raw[layer, k, q], want, atol=want.max() / 510 + 1e-7)
+        np.testing.assert_allclose(raw[layer, k, q], want, atol=want.max() / (2 * n) + 1e-7)
     explorer.set(layer=1, mode="rollout", head="mean", query=9)
     want = explorer.current_map().ravel()
-    np.testing.assert_allclose(roll[1, 0, 9], want, atol=want.max() / 510 + 1e-7)
+    np.testing.assert_allclose(roll[1, 0, 9], want, atol=want.max() / (2 * n) + 1e-7)
     share = np.frombuffer(unpack(im["roll_share"]), dtype=np.float32).reshape(L, 1, T)
     assert share[1, 0, 9] == pytest.approx(explorer.maps.prefix_share(explorer.state), abs=1e-5)
 
@@ -341,11 +343,15 @@ def test_quantize_keeps_small_maps_precise():
 
     maps = torch.rand(3, 5, 64) / 64  # near-uniform maps, all values ~1/64
     maps[1, 2] = 0  # an all-zero map stays zero
-    q, top = quantize(maps)
-    back = dequantize(q, top, (3, 5, 64))
-    err = np.abs(back - maps.numpy()).max(-1)
-    assert (err <= maps.numpy().max(-1) / 510 + 1e-9).all()
-    assert (back[1, 2] == 0).all()
+    for levels in (255, 63):
+        q, top = quantize(maps, levels)
+        back = dequantize(q, top, (3, 5, 64), levels)
+        err = np.abs(back - maps.numpy()).max(-1)
+        assert (err <= maps.numpy().max(-1) / (2 * levels) + 1e-9).all()
+        assert (back[1, 2] == 0).all()
+        assert np.frombuffer(q, dtype=np.uint8).max() == levels
+    with pytest.raises(ValueError, match="levels"):
+        quantize(maps, 256)
 
 
 def test_model_without_cls_token_defaults_to_a_patch(data):
