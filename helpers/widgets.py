@@ -706,7 +706,10 @@ class AttentionExplorer:
         first = self.index if self.index is not None else 0
         chosen, seen = [first], set()
         labels = getattr(self.dataset, "labels", None)
-        n = len(self.dataset)
+        try:
+            n = len(self.dataset)
+        except TypeError:  # no length: the image shown only
+            return chosen
         if self.label is not None:
             seen.add(self.label)
         for i in range(n):
