@@ -304,7 +304,8 @@ class AttentionMaps:
         """The map shown for `state`, (g, g): the query row's weights on the patches."""
         P = self.geom.num_prefix_tokens
         if state.mode == "raw":
-            return cls_attention(self.attn, state.layer, state.head, P, state.query)[0]
+            with _one_thread():  # a max over 4 small heads: a thread pool only adds delay
+                return cls_attention(self.attn, state.layer, state.head, P, state.query)[0]
         return token_map(self.rollouts[state.head][state.layer, 0, state.query], P)
 
     def prefix_share(self, state: ExplorerState) -> float:
@@ -474,8 +475,7 @@ class AttentionExplorer:
         state, raw_head = self._next_state(changes)
         item = self._load_index(changes["index"]) if "index" in changes else None
         maps = item[3] if item is not None else self.maps
-        state = state.normalized(maps.num_layers, maps.num_heads)
-        maps.map(state)  # the map exists (raises here, before anything changed, if not)
+        state = state.normalized(maps.num_layers, maps.num_heads)  # raises on a bad value
         if item is not None:
             self._show_item(*item)
         self.state, self._raw_head = state, raw_head
@@ -813,7 +813,6 @@ class AttentionExplorer:
             state = ExplorerState(w.layer, w.head, w.mode, w.query, w.scale).normalized(
                 self.maps.num_layers, self.maps.num_heads
             )
-            self.maps.map(state)
             if name == "head":
                 self._raw_head = None
             self.state = state
