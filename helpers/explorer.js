@@ -138,6 +138,7 @@ function toggle(name, options, onPick) {
 function render({ model, el }) {
   const PX = 320; // picture side on screen, CSS pixels
   let rawHead = null; // a single head chosen in raw mode, restored when coming back
+  let hoverTok = null; // the patch under the mouse
   const get = (k) => model.get(k);
   const put = (changes) => {
     for (const [k, v] of Object.entries(changes)) model.set(k, v);
@@ -279,6 +280,14 @@ function render({ model, el }) {
       ctx.moveTo(0, k * cell); ctx.lineTo(PX, k * cell);
     }
     ctx.stroke();
+    if (hoverTok !== null && hoverTok !== s.query) { // the patch a click would pick
+      const r = Math.floor((hoverTok - P) / g), c = (hoverTok - P) % g;
+      ctx.setLineDash([4, 3]);
+      ctx.strokeStyle = "#ffffff";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(c * cell + 1, r * cell + 1, cell - 2, cell - 2);
+      ctx.setLineDash([]);
+    }
     if (s.query >= P) {
       const r = Math.floor((s.query - P) / g), c = (s.query - P) % g;
       ctx.strokeStyle = "#00e5ff";
@@ -341,7 +350,7 @@ function render({ model, el }) {
       ctx.fillRect(x0, y0 + i, bw, 1);
     }
     ctx.strokeStyle = "#444"; ctx.lineWidth = 1; ctx.strokeRect(x0 + 0.5, y0 + 0.5, bw, bh);
-    ctx.fillStyle = "#222"; ctx.font = "12px sans-serif"; ctx.textBaseline = "middle";
+    ctx.fillStyle = "#222"; ctx.font = "13px sans-serif"; ctx.textBaseline = "middle";
     const e = Math.floor(Math.log10(vmax / 4));
     const step = [1, 2, 2.5, 5, 10].map((m) => m * Math.pow(10, e)).find((v) => vmax / v <= 5.0001);
     for (let k = 0; k * step <= vmax * 1.0001; k++) {
@@ -412,9 +421,12 @@ function render({ model, el }) {
   });
   canvas.addEventListener("mousemove", (ev) => {
     const t = patchAt(ev);
+    if (t === hoverTok) return;
+    hoverTok = t;
     hover.textContent = t === null ? "" : `click: attention of ${queryLabel(get("meta"), t)}`;
+    draw();
   });
-  canvas.addEventListener("mouseleave", () => { hover.textContent = ""; });
+  canvas.addEventListener("mouseleave", () => { hoverTok = null; hover.textContent = ""; draw(); });
   layer.addEventListener("input", () => put({ layer: Number(layer.value) }));
   head.addEventListener("change", () => { rawHead = null; put({ head: head.value }); });
 

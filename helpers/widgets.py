@@ -170,7 +170,7 @@ class ExplorerState:
     head: str | int = "mean"  # "mean", "max" or a head index (raw attention only)
     mode: str = "raw"  # "raw" or "rollout"
     query: int = 0  # token index; 0 = CLS when the model has one
-    scale: str = "map"  # colour scale: "map" (this map's max) or "shared" (over all layers)
+    scale: str = "shared"  # colour scale: "shared" (over all layers) or "map" (its own max)
 
     def normalized(self, num_layers: int, num_heads: int) -> ExplorerState:
         """Valid state: layer in range, rollout with a head fusion (a single head -> mean)."""
@@ -389,9 +389,10 @@ class AttentionExplorer:
     model: a helpers VisionTransformer (or any model with `model(x, return_attention=True)`
     and a `cfg`), or a timm VisionTransformer. dataset: indexable, `dataset[i] -> (image,
     label)` with images (C, H, W) in [0, 1] (e.g. ShapesDataset("test")). Layers and heads
-    count from 0, as in helpers.attention. scale: "map" (each map to its own max) or
-    "shared" (one scale across the layers, as the notebooks' figures). static_images: how
-    many test images the kernel-free view carries (the shown one, then one per class).
+    count from 0, as in helpers.attention. scale: "shared" (one colour scale across the layers,
+    as the notebooks' figures: a faint map looks faint) or "map" (each map to its own max).
+    static_images: how many test images the kernel-free view carries (the shown one, then
+    one per class).
     """
 
     def __init__(
@@ -404,7 +405,7 @@ class AttentionExplorer:
         head: str | int = "mean",
         mode: str = "raw",
         query="CLS",
-        scale: str = "map",
+        scale: str = "shared",
         static_images: int = 4,
     ):
         model = adapt(model).eval()

@@ -363,9 +363,10 @@ def _run_lab(page, server: JupyterLab, rel: str, tmp: Path) -> None:
     view.locator(".clsx-mode button[data-value=raw]").click()
     _wait_for(view, "back to raw, head 0", "el => el.dataset.head === '0'", 10)
     cbar = view.locator("canvas.clsx-cbar")
-    view.locator(".clsx-scale button[data-value=shared]").click()
-    _wait_for(view, "shared scale", "el => el.dataset.scale === 'shared'", 10)
-    assert cbar.get_attribute("data-scale") == "shared"
+    assert view.get_attribute("data-scale") == "shared", "one scale across layers by default"
+    view.locator(".clsx-scale button[data-value=map]").click()
+    _wait_for(view, "this map's scale", "el => el.dataset.scale === 'map'", 10)
+    assert cbar.get_attribute("data-scale") == "map"
     page.screenshot(path=str(ARTIFACTS / "explorer_2_lab_controls.png"))
 
     # a new test image: the kernel computes its maps

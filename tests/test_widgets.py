@@ -106,8 +106,9 @@ def test_browser_controls_drive_the_state(explorer):
     w.mode = "rollout"  # a single head cannot be rolled out: the mean, sent back to the view
     assert explorer.state.head == "mean" and "rollout" in explorer.title.lower()
     assert w.head == "mean"
-    w.scale = "shared"
-    assert explorer.state.scale == "shared"
+    assert explorer.state.scale == "shared"  # the default: one scale, as the notebooks' figures
+    w.scale = "map"
+    assert explorer.state.scale == "map"
     w.query = 0  # back to CLS
     assert "of CLS" in explorer.title
     before = explorer.current_map().copy()
@@ -121,8 +122,8 @@ def test_browser_controls_drive_the_state(explorer):
 
 def test_code_changes_reach_the_view(explorer):
     w = explorer.widget
-    explorer.set(layer=0, head=1, query=(3, 4), scale="shared")
-    assert (w.layer, w.head, w.query, w.scale) == (0, "1", 1 + 3 * 8 + 4, "shared")
+    explorer.set(layer=0, head=1, query=(3, 4), scale="map")
+    assert (w.layer, w.head, w.query, w.scale) == (0, "1", 1 + 3 * 8 + 4, "map")
     explorer.set(index=5)
     assert w.index == 5 and w.images[0]["source"] == "test image #5"
 
