@@ -4,16 +4,18 @@ or rollout, and a query token (CLS by default), and see where that token looks.
     explorer = AttentionExplorer(model, dataset, classes=CLASSES, index=0)
     explorer  # displays itself
 
-Design, so it works in JupyterLab, Notebook 7, VS Code and Colab (ipywidgets 7.7 and 8):
+Design, so it works in JupyterLab, Notebook 7, VS Code, Colab (ipywidgets 7.7 and 8) and in
+a static page with no kernel:
 - All maps of an image come from ONE forward pass with the attention switch on
-  (`helpers.attention.get_attention`), plus the rollout of every layer, computed when the
-  image changes. Moving a control only picks a precomputed map.
-- One matplotlib Figure (Agg, never pyplot, so no figure is ever shown twice), updated in
-  place (`set_data`, `set_clim`, texts) and sent as PNG bytes to one `ipywidgets.Image`.
-- Query patch: `ipywidgets.Image` has no click event, so a grid of small buttons mirrors
-  the image's patch grid (plus a CLS button, and one per register token).
-- Displayed, the explorer offers the live widget and a PNG of its current state, so a saved
-  notebook shows a picture where no kernel runs (GitHub, nbviewer).
+  (`helpers.attention.get_attention`), plus the rollout of every layer.
+- The view is one ES module, helpers/explorer.js, run by anywidget: it draws the picture
+  (grey, under the heatmap), the colorbar and the controls in the browser from the image's
+  precomputed maps, quantized to uint8 (`helpers.explorer_export`). Moving a control,
+  or clicking a patch to make it the query, never waits for Python; the kernel computes
+  the maps of a new test image or an upload and keeps `explorer.state` in step.
+- Displayed, the explorer offers the live widget, the same view as self-contained HTML
+  with the maps of a few test images (what nbconvert HTML and the site show: no kernel, no
+  network), and a PNG of its current state (for renderers that strip scripts).
 
 The logic (which map, title, prediction text, upload parsing and validation) lives in plain
 functions and in `AttentionMaps`, tested without a browser.
@@ -32,12 +34,13 @@ import numpy as np
 import torch
 
 from .attention import cls_attention, fuse_heads, get_attention, rollout, token_map
-from .images import UploadError, load_image_bytes, parse_upload
-from .plots import ATTN_CMAP, draw_patch_grid, to_numpy_image
+from .images import UploadError, load_image_bytes
+from .plots import ATTN_CMAP, draw_patch_grid, to_grey
 from .timm_adapter import adapt
 
 MODES = ("raw", "rollout")
 ROLLOUT_FUSIONS = ("mean", "max")  # per-layer head fusions offered for rollout
+SCALES = ("map", "shared")  # colour scale: this map, or shared across layers
 
 
 # --------------------------------------------------------------------------------------
@@ -167,11 +170,16 @@ class ExplorerState:
     head: str | int = "mean"  # "mean", "max" or a head index (raw attention only)
     mode: str = "raw"  # "raw" or "rollout"
     query: int = 0  # token index; 0 = CLS when the model has one
+    scale: str = "shared"  # colour scale: "shared" (over all layers) or "map" (its own max)
 
     def normalized(self, num_layers: int, num_heads: int) -> ExplorerState:
         """Valid state: layer in range, rollout with a head fusion (a single head -> mean)."""
         if not isinstance(self.mode, str) or self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {MODES}.")
+        if not isinstance(self.scale, str) or self.scale not in SCALES:
+            raise ValueError(
+                f"scale {self.scale!r} is not one of {SCALES} (this map, or shared across layers)."
+            )
         layer = _integer(self.layer, "layer")
         if not -num_layers <= layer < num_layers:
             raise ValueError(
@@ -180,11 +188,13 @@ class ExplorerState:
         layer %= num_layers
         head = self.head
         if isinstance(head, str):
-            if head not in ROLLOUT_FUSIONS:
+            if head.strip().isdigit():  # "2", as the browser view sends it
+                head = int(head)
+            elif head not in ROLLOUT_FUSIONS:
                 raise ValueError(
                     f"head {head!r} is not one of {ROLLOUT_FUSIONS} or a head 0..{num_heads - 1}."
                 )
-        else:
+        if not isinstance(head, str):
             head = _integer(head, f"head ({ROLLOUT_FUSIONS} or a head number)")
             if not 0 <= head < num_heads:
                 raise ValueError(f"head {head} does not exist (0..{num_heads - 1}).")
@@ -194,12 +204,18 @@ class ExplorerState:
 
 
 def title_text(state: ExplorerState, num_layers: int, geom: Geometry) -> str:
-    """Two lines: what is shown (raw attention or rollout, of which query token) and where."""
+    """Two lines: what is shown (raw attention or rollout, of which query token) and where.
+    The browser view (explorer.js, titleLines) writes the same words."""
     q = query_label(state.query, geom)
     last = num_layers - 1
     if state.mode == "raw":
         return f"Raw attention of {q}\nlayer {state.layer} of 0–{last}, {head_label(state.head)}"
-    return f"Attention rollout of {q}\nlayers 0–{state.layer} of 0–{last}, {head_label(state.head)}"
+    span = (
+        f"layer 0 only (of 0–{last})"
+        if state.layer == 0
+        else f"layers 0–{state.layer} (of 0–{last})"
+    )
+    return f"Attention rollout of {q}\n{span}, {head_label(state.head)}"
 
 
 def nice_ceil(x: float) -> float:
@@ -288,12 +304,24 @@ class AttentionMaps:
         """The map shown for `state`, (g, g): the query row's weights on the patches."""
         P = self.geom.num_prefix_tokens
         if state.mode == "raw":
-            return cls_attention(self.attn, state.layer, state.head, P, state.query)[0]
+            with _one_thread():  # a max over 4 small heads: a thread pool only adds delay
+                return cls_attention(self.attn, state.layer, state.head, P, state.query)[0]
         return token_map(self.rollouts[state.head][state.layer, 0, state.query], P)
 
     def prefix_share(self, state: ExplorerState) -> float:
         """Share of the query's row that goes to prefix tokens (CLS, registers), not patches."""
         return float(1.0 - self.map(state).sum() / self.row(state).sum())
+
+    def vmax(self, state: ExplorerState) -> float:
+        """Top of the colour scale: this map's max, or the max over every layer of the same
+        mode, head and query ("shared"), rounded up by `nice_ceil` (as the browser view)."""
+        if state.scale == "shared":
+            top = max(
+                float(self.map(replace(state, layer=k)).max()) for k in range(self.num_layers)
+            )
+        else:
+            top = float(self.map(state).max())
+        return nice_ceil(top)
 
 
 # --------------------------------------------------------------------------------------
@@ -312,13 +340,59 @@ def _widget_view_bundle(widget) -> dict:
     }
 
 
+def _enable_colab_widgets() -> None:
+    """Colab draws third-party widgets (anywidget) only with its custom widget manager."""
+    import importlib
+    import sys
+
+    if "google.colab" in sys.modules:
+        try:
+            importlib.import_module("google.colab.output").enable_custom_widget_manager()
+        except Exception:  # an older Colab: the static view and the PNG still show
+            pass
+
+
+def _widget_class():
+    """The anywidget class of the live view (imported on first use)."""
+    global _ExplorerWidget
+    if _ExplorerWidget is None:
+        import anywidget
+        import traitlets as t
+
+        from .explorer_export import asset
+
+        class ExplorerWidget(anywidget.AnyWidget):
+            _esm = asset("explorer.js")
+            _css = asset("explorer.css")
+            meta = t.Dict().tag(sync=True)
+            images = t.List().tag(sync=True)
+            image = t.Int(0).tag(sync=True)  # which of `images` is shown
+            index = t.Int(0).tag(sync=True)  # the test image's index; -1 for an upload
+            layer = t.Int(0).tag(sync=True)
+            head = t.Unicode("mean").tag(sync=True)
+            mode = t.Unicode("raw").tag(sync=True)
+            query = t.Int(0).tag(sync=True)
+            scale = t.Unicode("map").tag(sync=True)
+            message = t.Unicode("").tag(sync=True)
+
+        ExplorerWidget.__module__ = __name__
+        _ExplorerWidget = ExplorerWidget
+    return _ExplorerWidget
+
+
+_ExplorerWidget = None
+
+
 class AttentionExplorer:
     """Interactive view of where a token (CLS by default) attends, layer by layer.
 
     model: a helpers VisionTransformer (or any model with `model(x, return_attention=True)`
     and a `cfg`), or a timm VisionTransformer. dataset: indexable, `dataset[i] -> (image,
     label)` with images (C, H, W) in [0, 1] (e.g. ShapesDataset("test")). Layers and heads
-    count from 0, as in helpers.attention.
+    count from 0, as in helpers.attention. scale: "shared" (one colour scale across the layers,
+    as the notebooks' figures: a faint map looks faint) or "map" (each map to its own max).
+    static_images: how many test images the kernel-free view carries (the shown one, then
+    one per class).
     """
 
     def __init__(
@@ -331,12 +405,17 @@ class AttentionExplorer:
         head: str | int = "mean",
         mode: str = "raw",
         query="CLS",
+        scale: str = "shared",
+        static_images: int = 4,
     ):
         model = adapt(model).eval()
         self.model = model
         self.dataset = dataset
         self.classes = classes if classes is not None else getattr(dataset, "classes", None)
         index = self._check_index(index)
+        self.static_images = _integer(static_images, "static_images")
+        if self.static_images < 1:
+            raise ValueError("static_images must be at least 1 (the image shown).")
         self.geom = model_geometry(model, torch.as_tensor(dataset[index][0]).float())
         is_cls = isinstance(query, str) and query.strip().upper() == "CLS"
         if is_cls and not self.geom.class_token:
@@ -345,12 +424,14 @@ class AttentionExplorer:
         self.image, self.label = self._dataset_item(self.index)
         self.source = f"test image #{self.index}"
         self.maps = AttentionMaps(model, self.image, self.geom)
-        self.state = ExplorerState(layer, head, mode, query_token(query, self.geom)).normalized(
-            self.maps.num_layers, self.maps.num_heads
-        )
+        self.state = ExplorerState(
+            layer, head, mode, query_token(query, self.geom), scale
+        ).normalized(self.maps.num_layers, self.maps.num_heads)
         self.message = ""
-        self._build_figure()
-        self._render()
+        self.caution = ""
+        self._raw_head = None  # a single head chosen in raw mode, restored after rollout
+        self._fig = None  # the matplotlib picture, built on first use
+        self._png = None
         self._widget = None  # built on first use, so the logic runs without a frontend
 
     # ---------------- pure state changes (no widgets needed) ----------------
@@ -374,31 +455,48 @@ class AttentionExplorer:
             )
         return index % n
 
+    SETTINGS = ("index", "layer", "head", "mode", "query", "scale")
+
     def set(self, **changes) -> AttentionExplorer:
-        """Change the view: index, layer, head, mode, query ("CLS", (row, col) or a token).
+        """Change the view: index, layer, head, mode, query ("CLS", (row, col) or a token),
+        scale ("map" or "shared").
 
         All or nothing: every value is checked, and a new image's maps computed, before the
         view changes, so after an error the explorer shows exactly what it showed before.
-        Keeps the widgets in step. Returns self, so a cell can end with `explorer.set(...)`.
+        Switching to rollout with a single head shows the mean (rollout fuses the heads at
+        every layer); switching back to raw brings that head back. Keeps the widget in step.
+        Returns self, so a cell can end with `explorer.set(...)`.
         """
-        unknown = sorted(set(changes) - {"index", "layer", "head", "mode", "query"})
+        unknown = sorted(set(changes) - set(self.SETTINGS))
         if unknown:
             raise TypeError(
                 f"set() got unknown setting(s) {', '.join(unknown)}: "
-                "use index, layer, head, mode or query."
+                f"use {', '.join(self.SETTINGS)}."
             )
-        item = self._load_index(changes.pop("index")) if "index" in changes else None
+        state, raw_head = self._next_state(changes)
+        item = self._load_index(changes["index"]) if "index" in changes else None
         maps = item[3] if item is not None else self.maps
-        if "query" in changes:
-            changes["query"] = query_token(changes["query"], self.geom)
-        state = replace(self.state, **changes).normalized(maps.num_layers, maps.num_heads)
-        maps.map(state)  # the map exists (raises here, before anything changed, if not)
+        state = state.normalized(maps.num_layers, maps.num_heads)  # raises on a bad value
         if item is not None:
             self._show_item(*item)
-        self.state = state
-        self._sync_controls()
-        self._render()
+        self.state, self._raw_head = state, raw_head
+        self._changed()
         return self
+
+    def _next_state(self, changes: dict) -> tuple[ExplorerState, object]:
+        """The state after `changes` (not yet normalized), and the raw head to remember."""
+        fields = {k: v for k, v in changes.items() if k != "index"}
+        if "query" in fields:
+            fields["query"] = query_token(fields["query"], self.geom)
+        state = replace(self.state, **fields)
+        raw_head = self._raw_head
+        if state.mode == "rollout" and not isinstance(state.head, str):
+            raw_head = state.head  # rollout shows the mean; this head comes back in raw
+        elif "head" in changes:
+            raw_head = None
+        elif state.mode == "raw" and self.state.mode == "rollout" and raw_head is not None:
+            state, raw_head = replace(state, head=raw_head), None
+        return state, raw_head
 
     def _load_index(self, index) -> tuple[int, torch.Tensor, int | None, AttentionMaps]:
         """Everything a new image needs (one forward pass), without changing the view."""
@@ -409,35 +507,37 @@ class AttentionExplorer:
     def _show_item(self, index, image, label, maps) -> None:
         self.index, self.image, self.label, self.maps = index, image, label, maps
         self.source = f"test image #{self.index}"
-        self.message = ""
-        self._set_base_image()
+        self.message = self.caution = ""
+        self._images_changed = True
 
-    def show_index(self, index: int, _render: bool = True) -> None:
+    def show_index(self, index: int) -> None:
         """Show test image `index` (-1: the last): one forward pass, all maps recomputed."""
-        item = self._load_index(index)  # may raise: the view is still the old one then
-        self._show_item(*item)
-        if _render:
-            self._sync_controls()
-            self._render()
+        self.set(index=index)
 
     def show_upload(self, name: str, data: bytes) -> bool:
-        """Show an uploaded file; on a bad file, keep the view and set a message. Never raises."""
+        """Show an uploaded file, with a caution on what the model knows; on a bad file, keep
+        the view and set a message. Never raises."""
         try:
             image = load_image_bytes(data, self.geom.image_size, self.geom.channels)
+            maps = AttentionMaps(self.model, image, self.geom)
         except UploadError as e:
             self.message = f"{name}: {e}"
-            self._render()
+            self._changed(view=False)
             return False
         except Exception as e:  # anything unexpected still ends as a message
             self.message = f"{name}: could not use this file ({type(e).__name__})."
-            self._render()
+            self._changed(view=False)
             return False
-        self.image, self.label = image, None
+        from .explorer_export import UPLOAD_CAUTION
+
+        self.image, self.label, self.maps, self.index = image, None, maps, None
         self.source = f"your image: {name}"
-        self.message = f"Showing {name}, resized to {self.geom.image_size}x{self.geom.image_size}."
-        self.maps = AttentionMaps(self.model, self.image, self.geom)
-        self._set_base_image()
-        self._render()
+        S = self.geom.image_size
+        self.message = f"Showing {name}, cropped to a square and resized to {S}x{S}."
+        classes = ", ".join(map(str, self.classes)) if self.classes is not None else "its classes"
+        self.caution = UPLOAD_CAUTION.format(size=S, classes=classes)
+        self._images_changed = True
+        self._changed()
         return True
 
     @property
@@ -449,141 +549,8 @@ class AttentionExplorer:
         return prediction_text(self.maps.probs, self.classes, self.label)
 
     def current_map(self) -> np.ndarray:
-        """The (g, g) map currently drawn."""
-        return np.asarray(self._overlay.get_array())
-
-    # ---------------- figure: built once, updated in place ----------------
-
-    def _build_figure(self):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.patches import Rectangle
-
-        self.fig = Figure(dpi=100)
-        self.canvas = FigureCanvasAgg(self.fig)
-        ax, cax = self.fig.add_axes((0, 0, 1, 1)), self.fig.add_axes((0, 0, 1, 1))
-        self.ax, self._cax = ax, cax
-        img = to_numpy_image(self.image)
-        S = img.shape[0]
-        self._base = ax.imshow(
-            img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest", vmin=0, vmax=1
-        )
-        self._overlay = ax.imshow(
-            np.zeros((self.geom.grid, self.geom.grid)),
-            cmap=ATTN_CMAP,
-            alpha=0.65,
-            vmin=0,
-            vmax=1,
-            extent=(-0.5, S - 0.5, S - 0.5, -0.5),
-            interpolation="nearest",
-        )
-        draw_patch_grid(ax, S, self.geom.patch_size, alpha=0.25)
-        self._grid_lines = list(ax.lines)
-        self._background = None  # blitting: the figure without the parts that change
-        ax.set_xlim(-0.5, S - 0.5), ax.set_ylim(S - 0.5, -0.5)
-        ax.set_xticks([]), ax.set_yticks([])
-        p = self.geom.patch_size
-        self._marker = Rectangle(
-            (-0.5, -0.5), p, p, fill=False, edgecolor="#00e5ff", linewidth=2.5, visible=False
-        )
-        ax.add_patch(self._marker)
-        self._cbar = self.fig.colorbar(self._overlay, cax=cax)
-        self._cbar.set_label("attention weight")
-        self._title = self.fig.text(0.5, 0.99, "", fontsize=13, ha="center", va="top")
-        self._caption = self.fig.text(0.03, 0.015, "", fontsize=11, va="bottom", visible=False)
-        self._layout(caption=False)
-
-    def _layout(self, caption: bool):
-        """Live view: image, colorbar, title. The static picture adds a caption underneath
-        (prediction, top-3, share of the row on the prefix tokens), which the live view
-        shows as HTML beside the image instead (less text to draw on every change)."""
-        W, side, top = 4.95, 3.4, 0.62
-        bottom = 0.85 if caption else 0.1
-        H = bottom + side + top
-        self.fig.set_size_inches(W, H)
-        self.ax.set_position((0.15 / W, bottom / H, side / W, side / H))
-        self._cax.set_position(((0.35 + side) / W, bottom / H, 0.18 / W, side / H))
-        self._caption.set_position((0.15 / W, 0.08 / H))
-        self._title.set_position((0.5, (H - 0.06) / H))
-        self._caption.set_visible(caption)
-        self._background = None
-        self._cbar_cache = {}
-
-    def snapshot_png(self) -> bytes:
-        """A PNG of the current view with the caption: what a saved notebook shows."""
-        self._layout(caption=True)
-        try:
-            self.canvas.draw()
-            return self._png_bytes()
-        finally:
-            self._layout(caption=False)
-
-    def _set_base_image(self):
-        self._base.set_data(to_numpy_image(self.image))
-        self._background = None
-
-    def _dynamic_artists(self):
-        return [self._overlay, *self._grid_lines, self._marker, self._title, self._cax]
-
-    def _draw(self):
-        """Redraw the live view: blit the static background (the image), then draw only
-        the parts that change (overlay, grid, marker, title, colorbar)."""
-        if self._background is None:
-            dyn = self._dynamic_artists()
-            visible = [a.get_visible() for a in dyn]
-            for a in dyn:
-                a.set_visible(False)
-            self.canvas.draw()
-            self._background = self.canvas.copy_from_bbox(self.fig.bbox)
-            for a, v in zip(dyn, visible):
-                a.set_visible(v)
-        self.canvas.restore_region(self._background)
-        for a in [self._overlay, *self._grid_lines, self._marker]:
-            self.fig.draw_artist(a)
-        self._draw_colorbar()
-        self.fig.draw_artist(self._title)
-
-    def _draw_colorbar(self):
-        """The colorbar, from a cache of rendered colorbars keyed by (scale, label): its text
-        is the slowest part to draw, and `nice_ceil` makes the same scales come back often."""
-        key = (self._overlay.get_clim(), self._cax.get_ylabel())
-        region = self._cbar_cache.get(key)
-        if region is not None:
-            self.canvas.restore_region(region)
-            return
-        self.fig.draw_artist(self._cax)
-        if len(self._cbar_cache) >= 64:
-            self._cbar_cache.clear()
-        from matplotlib.transforms import Bbox
-
-        box = self._cax.get_window_extent()
-        W = self.fig.bbox.width
-        self._cbar_cache[key] = self.canvas.copy_from_bbox(
-            Bbox([[box.x0 - 3, box.y0 - 12], [W, box.y1 + 12]])
-        )
-
-    def _render(self):
-        s, geom = self.state, self.geom
-        amap = self.maps.map(s).numpy()
-        self._overlay.set_data(amap)
-        self._overlay.set_clim(0.0, nice_ceil(float(amap.max())))
-        self._cbar.set_label("rollout weight" if s.mode == "rollout" else "attention weight")
-        self._title.set_text(self.title)
-        if s.query >= geom.num_prefix_tokens:
-            r, c = divmod(s.query - geom.num_prefix_tokens, geom.grid)
-            self._marker.set_xy((c * geom.patch_size - 0.5, r * geom.patch_size - 0.5))
-            self._marker.set_visible(True)
-        else:
-            self._marker.set_visible(False)
-        self._caption.set_text(self.caption)
-        self._draw()
-        self.png = self._png_bytes()
-        if self._widget_ready():
-            self._w_image.value = self.png
-            self._w_info.value = self._info_html()
-            self._w_msg.value = (
-                f"<span style='color:#b35900'>{self.message}</span>" if self.message else ""
-            )
+        """The (g, g) map currently shown."""
+        return self.maps.map(self.state).numpy()
 
     @property
     def share_text(self) -> str:
@@ -601,190 +568,280 @@ class AttentionExplorer:
     def caption(self) -> str:
         return f"{self.source} · {self.prediction}\n{self.share_text}"
 
-    def _info_html(self) -> str:
-        return (
-            f"<div style='font-size:13px'>{self.source}</div>"
-            + prediction_html(self.maps.probs, self.classes, self.label)
-            + f"<div style='font-size:13px;color:#555'>{self.share_text}</div>"
-        )
+    def _changed(self, view: bool = True) -> None:
+        """After a change: the picture is stale, the widget follows."""
+        if view:
+            self._png = None
+        if self._widget_ready():
+            self._push()
 
-    def _png_bytes(self) -> bytes:
+    # ---------------- the picture (matplotlib): for the PNG fallback ----------------
+
+    @property
+    def png(self) -> bytes:
+        """A PNG of the current view (picture, heatmap, colorbar, title), drawn on demand."""
+        if self._png is None:
+            self._png = self._draw_png(caption=False)
+        return self._png
+
+    def snapshot_png(self) -> bytes:
+        """A PNG of the current view with a caption (prediction, share of the row): what a
+        renderer without scripts shows."""
+        return self._draw_png(caption=True)
+
+    def _build_figure(self):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
+
+        self._fig = fig = Figure(dpi=100)
+        self.canvas = FigureCanvasAgg(fig)
+        self.ax, self._cax = fig.add_axes((0, 0, 1, 1)), fig.add_axes((0, 0, 1, 1))
+        S = self.geom.image_size
+        self._base = self.ax.imshow(
+            np.zeros((S, S)), cmap="gray", vmin=0, vmax=1, interpolation="nearest"
+        )
+        self._overlay = self.ax.imshow(
+            np.zeros((self.geom.grid, self.geom.grid)),
+            cmap=ATTN_CMAP,
+            alpha=0.7,  # as helpers.plots.show_attention and the browser view
+            vmin=0,
+            vmax=1,
+            extent=(-0.5, S - 0.5, S - 0.5, -0.5),
+            interpolation="nearest",
+        )
+        draw_patch_grid(self.ax, S, self.geom.patch_size, alpha=0.25)
+        self.ax.set_xlim(-0.5, S - 0.5), self.ax.set_ylim(S - 0.5, -0.5)
+        self.ax.set_xticks([]), self.ax.set_yticks([])
+        p = self.geom.patch_size
+        self._marker = Rectangle(
+            (-0.5, -0.5), p, p, fill=False, edgecolor="#00e5ff", linewidth=2.5, visible=False
+        )
+        self.ax.add_patch(self._marker)
+        self._cbar = fig.colorbar(self._overlay, cax=self._cax)
+        self._title = fig.text(0.5, 0.99, "", fontsize=13, ha="center", va="top")
+        self._caption = fig.text(0.03, 0.015, "", fontsize=11, va="bottom")
+
+    def _draw_png(self, caption: bool) -> bytes:
+        if self._fig is None:
+            self._build_figure()
+        s, geom = self.state, self.geom
+        W, side, top = 4.95, 3.4, 0.62
+        bottom = 0.85 if caption else 0.1
+        H = bottom + side + top
+        self._fig.set_size_inches(W, H)
+        self.ax.set_position((0.15 / W, bottom / H, side / W, side / H))
+        self._cax.set_position(((0.35 + side) / W, bottom / H, 0.18 / W, side / H))
+        self._caption.set_position((0.15 / W, 0.08 / H))
+        self._title.set_position((0.5, (H - 0.06) / H))
+        self._caption.set_visible(caption)
+        self._base.set_data(to_grey(self.image))
+        self._overlay.set_data(self.current_map())
+        self._overlay.set_clim(0.0, self.maps.vmax(s))
+        what = "rollout weight" if s.mode == "rollout" else "attention weight"
+        scale = "scale shared across layers" if s.scale == "shared" else "scaled to this map"
+        self._cbar.set_label(f"{what} · {scale}")
+        self._title.set_text(self.title)
+        if s.query >= geom.num_prefix_tokens:
+            r, c = divmod(s.query - geom.num_prefix_tokens, geom.grid)
+            self._marker.set_xy((c * geom.patch_size - 0.5, r * geom.patch_size - 0.5))
+            self._marker.set_visible(True)
+        else:
+            self._marker.set_visible(False)
+        self._caption.set_text(self.caption)
+        self.canvas.draw()
         from PIL import Image
 
-        w, h = self.canvas.get_width_height()
-        rgba = np.asarray(self.canvas.buffer_rgba())
         buf = io.BytesIO()
-        Image.fromarray(rgba[..., :3]).save(buf, format="PNG", compress_level=1)
+        rgba = np.asarray(self.canvas.buffer_rgba())
+        # 256 colours (a palette PNG) look the same here and weigh a third: it ships twice
+        picture = Image.fromarray(rgba[..., :3]).quantize(256, dither=Image.Dither.NONE)
+        picture.save(buf, format="PNG", optimize=True)
         return buf.getvalue()
 
-    # ---------------- widgets ----------------
+    # ---------------- data for the browser view ----------------
+
+    def _prediction_fields(self, maps, label, source: str, short: str) -> dict:
+        top = top_k(maps.probs, self.classes, 3)
+        return {
+            "headline": prediction_text(maps.probs, self.classes, label).split("\n")[0],
+            "top": [[c, round(p, 4)] for c, p in top],
+            "short": short,
+            "source": source,
+        }
+
+    def _current_entry(self, fusions=None) -> dict:
+        from .explorer_export import FUSIONS, image_entry
+
+        short = f"#{self.index}" if self.index is not None else "yours"
+        pred = self._prediction_fields(self.maps, self.label, self.source, short)
+        return image_entry(
+            self.maps, self.image, pred.pop("source"), pred, fusions or FUSIONS, self.caution
+        )
+
+    def _meta(self, live: bool, fusions=None, levels=None) -> dict:
+        from .explorer_export import FUSIONS, LEVELS, meta
+
+        try:
+            n = len(self.dataset)
+        except TypeError:
+            n = 0
+        return meta(
+            self.geom, self.maps.num_layers, self.maps.num_heads, self.classes,
+            fusions or FUSIONS, live=live, n=n, levels=levels or LEVELS,
+        )  # fmt: skip
+
+    def _state_traits(self) -> dict:
+        s = self.state
+        return {
+            "layer": s.layer,
+            "head": str(s.head),
+            "mode": s.mode,
+            "query": s.query,
+            "scale": s.scale,
+        }
+
+    def static_indices(self) -> list[int]:
+        """The test images of the kernel-free view: the one shown (or 0 after an upload),
+        then the first test image of each class not yet in, up to `static_images`."""
+        first = self.index if self.index is not None else 0
+        chosen, seen = [first], set()
+        labels = getattr(self.dataset, "labels", None)
+        try:
+            n = len(self.dataset)
+        except TypeError:  # no length: the image shown only
+            return chosen
+        if self.label is not None:
+            seen.add(self.label)
+        for i in range(n):
+            if len(chosen) >= self.static_images:
+                break
+            label = int(labels[i]) if labels is not None else self._dataset_item(i)[1]
+            if i != first and label not in seen:
+                chosen.append(i)
+                seen.add(label)
+        return chosen
+
+    def static_html(self, indices=None, png: bytes | None = None) -> str:
+        """The kernel-free view: self-contained HTML with the maps of test images `indices`
+        (default `static_indices()`), quantized; starts with a PNG of the current view."""
+        from .explorer_export import STATIC_FUSIONS, STATIC_LEVELS, image_entry, static_html
+
+        images = []
+        for i in self.static_indices() if indices is None else indices:
+            i = self._check_index(i)
+            image, label = self._dataset_item(i)
+            maps = AttentionMaps(self.model, image, self.geom)
+            short = f"#{i} {class_name(self.classes, label)}" if label is not None else f"#{i}"
+            pred = self._prediction_fields(maps, label, f"test image #{i}", short)
+            source = pred.pop("source")
+            images.append(image_entry(maps, image, source, pred, STATIC_FUSIONS, "", STATIC_LEVELS))
+        state = self._state_traits()
+        if state["head"] not in STATIC_FUSIONS and not state["head"].isdigit():
+            state["head"] = STATIC_FUSIONS[0]  # "max" is not shipped
+        state["image"], state["index"] = 0, -1
+        return static_html(
+            self._meta(live=False, fusions=STATIC_FUSIONS, levels=STATIC_LEVELS),
+            images,
+            state,
+            png if png is not None else self.snapshot_png(),
+        )
+
+    def save_html(self, path, indices=None):
+        """Write the kernel-free view as a whole HTML page (no kernel, no network needed:
+        open it from disk or put it on a site). Returns the path."""
+        from .checkpoint import atomic_write
+        from .explorer_export import static_page
+
+        return atomic_write(path, static_page(self.static_html(indices)).encode("utf-8"))
+
+    # ---------------- the live widget ----------------
 
     def _widget_ready(self) -> bool:
         return getattr(self, "_widget", None) is not None
 
     @property
     def widget(self):
-        """The ipywidgets box (built on first access)."""
+        """The live view: an anywidget (built on first access)."""
         if self._widget is None:
-            self._build_widget()
+            _enable_colab_widgets()
+            w = _widget_class()(meta=self._meta(live=True), images=[self._current_entry()])
+            self._widget = w
+            self._syncing = False
+            self._images_changed = False
+            self._push()
+            w.observe(self._on_trait, names=["layer", "head", "mode", "query", "scale", "index"])
+            w.on_msg(self._on_msg)
         return self._widget
 
-    def _build_widget(self):
-        import ipywidgets as W
-
-        geom, maps, s = self.geom, self.maps, self.state
-        self._syncing = False
-        w, h = self.canvas.get_width_height()
-        self._w_image = W.Image(
-            value=self.png,
-            format="png",
-            layout=W.Layout(width=f"{w}px", height=f"{h}px", min_width=f"{w}px", flex="0 0 auto"),
-        )
-        self._w_image.add_class("ae-image")
-        n = len(self.dataset)
-        self._w_index = W.IntSlider(
-            value=self.index, min=0, max=n - 1, description="image", continuous_update=False
-        )
-        self._w_index.add_class("ae-index")
-        self._w_upload = W.FileUpload(accept="image/*", multiple=False, description="Your image")
-        self._w_layer = W.IntSlider(
-            value=s.layer, min=0, max=maps.num_layers - 1, description="layer"
-        )
-        self._w_layer.add_class("ae-layer")
-        self._w_head = W.Dropdown(
-            options=head_options(s.mode, maps.num_heads), value=s.head, description="heads"
-        )
-        self._w_head.add_class("ae-head")
-        self._w_mode = W.ToggleButtons(
-            options=[("raw attention", "raw"), ("rollout", "rollout")],
-            value=s.mode,
-            description="show",
-        )
-        self._w_mode.add_class("ae-mode")
-        btn = dict(width="28px", height="24px", padding="0px", margin="0px")
-        self._w_tokens = {}
-        prefix_buttons = []
-        for t in range(geom.num_prefix_tokens):
-            label = query_label(t, geom)
-            b = W.Button(
-                description="CLS" if label == "CLS" else f"reg {label.split()[-1]}",
-                tooltip=label,
-                layout=W.Layout(width="auto", height="24px"),
-            )
-            prefix_buttons.append(b)
-            self._w_tokens[t] = b
-        cells = []
-        for t in range(geom.num_prefix_tokens, geom.num_prefix_tokens + geom.grid**2):
-            b = W.Button(description="", tooltip=query_label(t, geom), layout=W.Layout(**btn))
-            cells.append(b)
-            self._w_tokens[t] = b
-        for t, b in self._w_tokens.items():
-            b.add_class("ae-token")
-            b.on_click(lambda _b, t=t: self._on_query(t))
-        grid = W.GridBox(
-            cells,
-            layout=W.Layout(grid_template_columns=f"repeat({geom.grid}, 28px)", grid_gap="2px 2px"),
-        )
-        grid.add_class("ae-grid")
-        self._w_info = W.HTML(self._info_html())
-        self._w_msg = W.HTML("")
-        self._w_msg.add_class("ae-message")
-        query_box = W.VBox(
-            [
-                W.HTML(
-                    "<b>query token</b>: whose attention is shown<br>(click a patch: the grid is the image's)"
-                ),
-                W.HBox(prefix_buttons),
-                grid,
-            ]
-        )
-        controls = W.VBox(
-            [
-                self._w_info,
-                self._w_index,
-                self._w_upload,
-                self._w_layer,
-                self._w_head,
-                self._w_mode,
-                query_box,
-                self._w_msg,
-            ],
-            layout=W.Layout(margin="0px 0px 0px 12px", width="400px"),
-        )
-        self._widget = W.HBox(
-            [self._w_image, controls],
-            layout=W.Layout(flex_flow="row wrap", align_items="flex-start"),
-        )
-        self._widget.add_class("attention-explorer")
-        self._sync_controls()
-        self._w_index.observe(self._on_index, names="value")
-        self._w_upload.observe(self._on_upload, names="value")
-        self._w_layer.observe(lambda ch: self._on_control(layer=ch["new"]), names="value")
-        self._w_head.observe(lambda ch: self._on_control(head=ch["new"]), names="value")
-        self._w_mode.observe(lambda ch: self._on_control(mode=ch["new"]), names="value")
-
-    def _sync_controls(self):
-        """Make the widgets show self.state (without triggering redraws)."""
-        if not self._widget_ready() or not hasattr(self, "_w_layer"):
-            return
-        s = self.state
+    def _push(self) -> None:
+        """Make the widget show the explorer's state (without echoing back into set())."""
+        w = self._widget
         self._syncing = True
         try:
-            opts = head_options(s.mode, self.maps.num_heads)
-            if list(self._w_head.options) != opts:
-                self._w_head.options = opts
-            self._w_head.value = s.head
-            self._w_layer.value = s.layer
-            self._w_mode.value = s.mode
-            if self._w_index.value != self.index:
-                self._w_index.value = self.index
-            for t, b in self._w_tokens.items():
-                style = "warning" if t == s.query else ""
-                if b.button_style != style:
-                    b.button_style = style
+            with w.hold_sync():
+                if getattr(self, "_images_changed", False):
+                    w.images = [self._current_entry()]
+                    w.image = 0
+                    self._images_changed = False
+                for k, v in self._state_traits().items():
+                    setattr(w, k, v)
+                w.index = self.index if self.index is not None else -1
+                w.message = self.message
         finally:
             self._syncing = False
 
-    def _guard(self, fn, *args):
+    def _guard(self, fn) -> None:
         """Run a callback; an error becomes a message in the widget, never a traceback."""
-        if self._syncing:
-            return
         try:
-            fn(*args)
+            fn()
         except Exception as e:
             self.message = f"Something went wrong: {type(e).__name__}: {e}"
-            if self._widget_ready():
-                self._w_msg.value = f"<span style='color:#b00'>{self.message}</span>"
+            self._push()
 
-    def _on_control(self, **changes):
-        self._guard(lambda: self.set(**changes))
+    def _on_trait(self, change) -> None:
+        """A control moved in the browser: follow it (the view has drawn it already)."""
+        if self._syncing:
+            return
+        name, new = change["name"], change["new"]
+        if name == "index":
+            if new >= 0 and new != self.index:
+                self._guard(lambda: self.set(index=new))
+            return
 
-    def _on_query(self, token: int):
-        self._guard(lambda: self.set(query=token))
+        def follow():  # read every control: the view may have changed several at once
+            w = self._widget
+            state = ExplorerState(w.layer, w.head, w.mode, w.query, w.scale).normalized(
+                self.maps.num_layers, self.maps.num_heads
+            )
+            if name == "head":
+                self._raw_head = None
+            self.state = state
+            self._png = None
+            self._push()  # a normalized value (rollout of a single head -> mean) goes back
 
-    def _on_index(self, change):
-        self._guard(lambda: self.set(index=change["new"]))
+        self._guard(follow)
 
-    def _on_upload(self, change):
-        def handle():
-            files = parse_upload(change["new"])
-            if files:
-                name, data = files[-1]
-                self.show_upload(name, data)
-
-        self._guard(handle)
+    def _on_msg(self, _widget, content, buffers) -> None:
+        if isinstance(content, dict) and content.get("type") == "upload":
+            name = str(content.get("name") or "upload")
+            data = bytes(buffers[0]) if buffers else b""
+            self._guard(lambda: self.show_upload(name, data))
 
     # ---------------- display ----------------
 
     def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
-        """The live widget, a PNG of the current view (for readers without a kernel), text."""
+        """The live widget; the kernel-free view (HTML + JS, for pages without a kernel:
+        nbconvert, the site); a PNG of the current view (for renderers that strip scripts)."""
+        png = self.snapshot_png()
         bundle = {
             "text/plain": repr(self),
-            "image/png": base64.b64encode(self.snapshot_png()).decode("ascii"),
+            "image/png": base64.b64encode(png).decode("ascii"),
+            "text/html": self.static_html(png=png),
         }
         try:
             bundle.update(_widget_view_bundle(self.widget))
-        except Exception:  # no widget frontend possible: the picture still shows
+        except Exception:  # no widget frontend possible: the static view still shows
             pass
         return bundle
 

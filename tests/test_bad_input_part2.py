@@ -356,12 +356,12 @@ def assert_same_view(a, b):
     ],
 )
 def test_c8_failed_set_changes_nothing(explorer, changes, match):
-    assert explorer.widget is not None  # the widgets too must stay as they were
-    before, slider = view(explorer), explorer._w_index.value
+    w = explorer.widget  # the browser view too must stay as it was
+    before, shown = view(explorer), (w.index, w.layer, w.head, w.query, w.images)
     with pytest.raises((ValueError, TypeError), match=match):
         explorer.set(**changes)
     assert_same_view(view(explorer), before)
-    assert explorer._w_index.value == slider == 3
+    assert (w.index, w.layer, w.head, w.query, w.images) == shown and w.index == 3
     explorer.set(layer=0, query=(2, 2))  # and a valid set still works
     assert explorer.state.layer == 0 and "patch (2, 2)" in explorer.title
     assert explorer.index == 3

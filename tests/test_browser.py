@@ -1,17 +1,23 @@
-"""The attention explorer in a real browser: JupyterLab + headless Chromium (Playwright).
+"""The attention explorer in a real browser (Playwright + Debian's headless Chromium).
 
-Opens the attention notebook, runs all cells from the Run menu, waits for the explorer,
-moves the layer slider, clicks a patch to make it the query token, and checks that the
-heatmap changed each time. Screenshots go to tests/artifacts/ (gitignored).
+1. JupyterLab at 1280x800 with the file browser open: runs the attention notebook, checks
+   that the picture, the prediction and every control are on screen together, then drives
+   the view as a reader: a click on a patch (the query), the layer slider, the heads menu,
+   raw/rollout, the colour scale, the next test image (a round trip to the kernel) and an
+   upload, which must show its caution.
+2. Without a kernel and without network (every non-file request aborted): the nbconvert
+   HTML of the committed attention notebook, and a page written by the static export,
+   opened from file:// URLs. The explorer must draw and answer a layer change and a patch
+   click.
 
-Needs Debian's Chromium at /usr/bin/chromium (no browser download): skipped without it,
-unless the CI environment variable is set, where a missing browser fails the test.
-The notebook is NOTEBOOK (EXPLORER_NOTEBOOK=path overrides it). The test never saves it:
-autosave is off in the server's temporary settings, and the server (with its kernel) is
-stopped by process group even when the test fails.
+Screenshots go to tests/artifacts/ (gitignored). Needs Debian's Chromium at /usr/bin/chromium
+(no browser download): skipped without it, unless the CI environment variable is set, where
+a missing browser fails the test. The notebook is NOTEBOOK (EXPLORER_NOTEBOOK=path overrides
+it). The JupyterLab test never saves it: autosave is off in the server's temporary settings,
+and the server (with its kernel) is stopped by process group even when the test fails.
 
-A second test executes a tiny notebook with nbclient, as `nbconvert --execute` does, and
-checks that the saved explorer output holds a PNG for readers without a kernel.
+A last test executes a tiny notebook with nbclient, as `nbconvert --execute` does, and checks
+what the saved explorer output holds for readers without a kernel.
 """
 
 from __future__ import annotations
@@ -162,15 +168,17 @@ def _image_diff(a: bytes, b: bytes) -> float:
     return float(np.abs(x - y).mean())
 
 
-def _wait_src_change(page, img, old_src: str, timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        src = img.get_attribute("src")
-        if src and src != old_src:
-            page.wait_for_timeout(300)  # let the new picture paint
-            return img.get_attribute("src")
-        page.wait_for_timeout(100)
-    raise AssertionError(f"the explorer's picture did not change within {timeout_s} s")
+VIEWPORT = {"width": 1280, "height": 800}  # a lecture projector
+
+
+def _browser_or_skip():
+    if not CHROMIUM.exists():
+        _missing(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright for Python is not installed")
+    return sync_playwright
 
 
 def _click_menu(page, menu: str, command: str) -> None:
@@ -183,13 +191,60 @@ def _click_menu(page, menu: str, command: str) -> None:
     page.wait_for_timeout(300)
 
 
-def test_explorer_in_jupyterlab():
-    if not CHROMIUM.exists():
-        _missing(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)")
+def _canvas_pixels(view) -> str:
+    """The heatmap canvas as a data URL: it changes when the map does."""
+    return view.locator("canvas.clsx-canvas").evaluate("c => c.toDataURL()")
+
+
+def _wait_for(view, what: str, predicate_js: str, timeout_s: float) -> None:
+    """Wait until `predicate_js` (a function of the .clsx element) is true."""
     try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("Playwright for Python is not installed")
+        view.page.wait_for_function(
+            f"el => ({predicate_js})(el)", arg=view.element_handle(), timeout=timeout_s * 1000
+        )
+    except Exception as e:
+        raise AssertionError(f"{what}: not seen within {timeout_s} s") from e
+
+
+def _click_patch(view, row: int, col: int, grid: int = 8) -> None:
+    box = view.locator("canvas.clsx-canvas").bounding_box()
+    cell = box["width"] / grid
+    view.page.mouse.click(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+
+
+def _title(view) -> str:
+    return " ".join(view.locator(".clsx-title").inner_text().split())
+
+
+def _check_layer_and_patch(view, artifacts_prefix: str, timeout_s: float = 10) -> None:
+    """The checks both the live and the static view must pass: a layer change and a click
+    on a patch each redraw the map, the title and the outline."""
+    page = view.page
+    start = _canvas_pixels(view)
+    assert start.startswith("data:image/png") and len(start) > 2000, "the view drew nothing"
+    layer = view.locator("input.clsx-layer-input")
+    before = view.get_attribute("data-layer")
+    box = layer.bounding_box()  # a click at the track's end: layer 0 (or the last from 0)
+    x = box["x"] + (3 if before != "0" else box["width"] - 3)
+    page.mouse.click(x, box["y"] + box["height"] / 2)
+    _wait_for(view, "layer change", f"el => el.dataset.layer !== '{before}'", timeout_s)
+    after_layer = _canvas_pixels(view)
+    assert after_layer != start, "a layer change left the map as it was"
+    assert f"layer {view.get_attribute('data-layer')} " in _title(view) + " "
+    _click_patch(view, 2, 5)
+    _wait_for(view, "patch click", "el => el.dataset.query === String(1 + 2 * 8 + 5)", timeout_s)
+    assert "patch (2, 5)" in _title(view)
+    assert _canvas_pixels(view) != after_layer, "a click on a patch left the map as it was"
+    view.screenshot(path=str(ARTIFACTS / f"{artifacts_prefix}_patch.png"))
+    _click_patch(view, 2, 5)  # the same patch again: back to CLS
+    _wait_for(view, "back to CLS", "el => el.dataset.query === '0'", timeout_s)
+
+
+# ---------------- 1. JupyterLab, live kernel ----------------
+
+
+def test_explorer_in_jupyterlab():
+    sync_playwright = _browser_or_skip()
     notebook = Path(os.environ.get("EXPLORER_NOTEBOOK", NOTEBOOK)).resolve()
     if not notebook.exists():
         _missing(f"{notebook} does not exist")
@@ -209,13 +264,13 @@ def test_explorer_in_jupyterlab():
                 executable_path=str(CHROMIUM),
                 headless=True,
                 args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 1000},
+                viewport=VIEWPORT,
             )
             try:
                 page = context.pages[0] if context.pages else context.new_page()
                 page.set_default_timeout(30_000)
                 try:
-                    _run(page, server, rel)
+                    _run_lab(page, server, rel, tmp)
                 except Exception:
                     page.screenshot(path=str(ARTIFACTS / "explorer_failure.png"))
                     raise
@@ -232,17 +287,25 @@ def test_explorer_in_jupyterlab():
             shutil.rmtree(checkpoints, ignore_errors=True)
 
 
-def _run(page, server: JupyterLab, rel: str) -> None:
+def _open_file_browser(page) -> None:
+    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').first
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    page.locator("#filebrowser").wait_for(state="visible")
+
+
+def _run_lab(page, server: JupyterLab, rel: str, tmp: Path) -> None:
     page.goto(f"{server.url}/lab/tree/{rel}?reset&token={server.token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=SERVER_START_S * 1000)
     # the kernel is up when the toolbar's indicator says idle
     page.wait_for_selector(
         '.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=SERVER_START_S * 1000
     )
+    _open_file_browser(page)
     _click_menu(page, "Edit", "editmenu:clear-all")  # no explorer left from a saved run
     _click_menu(page, "Run", "runmenu:run-all")
-    explorer = page.locator(".attention-explorer").first
-    explorer.wait_for(state="visible", timeout=NOTEBOOK_RUN_S * 1000)
+    view = page.locator(".jp-OutputArea-output .clsx").first
+    view.wait_for(state="visible", timeout=NOTEBOOK_RUN_S * 1000)
     # widget callbacks queue behind running cells: wait until every cell has run
     deadline = time.monotonic() + NOTEBOOK_RUN_S
     while time.monotonic() < deadline:
@@ -257,32 +320,175 @@ def _run(page, server: JupyterLab, rel: str) -> None:
     tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
     assert not tracebacks, f"a cell failed:\n{tracebacks[0][:2000]}"
 
-    explorer.scroll_into_view_if_needed()
-    img = explorer.locator(".ae-image").first
-    img.wait_for(state="visible")
-    shots = {"0_start": img.screenshot()}
-    explorer.screenshot(path=str(ARTIFACTS / "explorer_0_start.png"))
-    src = img.get_attribute("src")
+    # one screen: the picture, the prediction and every control inside the 1280x800 window
+    for _ in range(10):  # JupyterLab may scroll back to the active cell: until it stays
+        view.evaluate("el => el.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(500)
+        box = view.bounding_box()
+        if box and 0 <= box["y"] < 150:
+            break
+    assert page.locator("#filebrowser").is_visible(), "the file browser sidebar is open"
+    page.screenshot(path=str(ARTIFACTS / "explorer_0_lab_1280x800.png"))
+    parts = {
+        "picture": "canvas.clsx-canvas",
+        "colorbar": "canvas.clsx-cbar",
+        "title": ".clsx-title",
+        "prediction": ".clsx-pred",
+        "test image": ".clsx-images",
+        "layer": "input.clsx-layer-input",
+        "heads": "select.clsx-head-select",
+        "raw/rollout": ".clsx-mode",
+        "scale": ".clsx-scale",
+        "CLS button": "button.clsx-prefix",
+        "upload": "input.clsx-file",
+    }
+    for name, selector in parts.items():
+        box = view.locator(selector).first.bounding_box()
+        assert box is not None, f"{name} is not drawn"
+        inside = box["x"] >= 0 and box["y"] >= 0
+        inside &= box["x"] + box["width"] <= VIEWPORT["width"]
+        inside &= box["y"] + box["height"] <= VIEWPORT["height"]
+        assert inside, f"{name} is off screen at 1280x800 with the sidebar open: {box}"
 
-    # 1) the layer slider, moved from the keyboard like a reader would (one step left)
-    slider = explorer.locator(".ae-layer")
-    handle = slider.locator(".noUi-handle, .ui-slider-handle").first  # ipywidgets 8 / 7
-    readout = slider.locator(".widget-readout").first
-    before = readout.inner_text().strip()
-    handle.click()
-    page.keyboard.press("ArrowLeft")
-    src = _wait_src_change(page, img, src, REDRAW_S)
-    assert readout.inner_text().strip() != before, "the layer slider did not move"
-    shots["1_layer"] = img.screenshot()
-    explorer.screenshot(path=str(ARTIFACTS / "explorer_1_layer.png"))
-    assert _image_diff(shots["0_start"], shots["1_layer"]) > 0.5, "layer change: same heatmap"
+    _check_layer_and_patch(view, "explorer_1_lab")
+    start = _canvas_pixels(view)
+    view.locator("select.clsx-head-select").select_option("0")
+    _wait_for(view, "head 0", "el => el.dataset.head === '0'", 10)
+    assert "head 0" in _title(view) and _canvas_pixels(view) != start
+    view.locator(".clsx-mode button[data-value=rollout]").click()
+    _wait_for(view, "rollout", "el => el.dataset.mode === 'rollout'", 10)
+    assert "Attention rollout" in _title(view) and "mean over heads" in _title(view)
+    assert "residual" in view.locator(".clsx-note").inner_text()
+    assert "head 0 comes back" in view.locator(".clsx-note").inner_text()
+    view.locator(".clsx-mode button[data-value=raw]").click()
+    _wait_for(view, "back to raw, head 0", "el => el.dataset.head === '0'", 10)
+    cbar = view.locator("canvas.clsx-cbar")
+    assert view.get_attribute("data-scale") == "shared", "one scale across layers by default"
+    view.locator(".clsx-scale button[data-value=map]").click()
+    _wait_for(view, "this map's scale", "el => el.dataset.scale === 'map'", 10)
+    assert cbar.get_attribute("data-scale") == "map"
+    page.screenshot(path=str(ARTIFACTS / "explorer_2_lab_controls.png"))
 
-    # 2) a patch as the query token: click its button in the grid
-    explorer.locator('.ae-grid button[title="patch (2, 5)"]').first.click()
-    src = _wait_src_change(page, img, src, REDRAW_S)
-    shots["2_query"] = img.screenshot()
-    explorer.screenshot(path=str(ARTIFACTS / "explorer_2_query.png"))
-    assert _image_diff(shots["1_layer"], shots["2_query"]) > 0.5, "query change: same heatmap"
+    # a new test image: the kernel computes its maps
+    source = view.locator(".clsx-source")
+    first = source.inner_text()
+    view.locator("button.clsx-next").click()
+    _wait_for(
+        view, "next test image", f"el => !el.textContent.includes({json.dumps(first)})", REDRAW_S
+    )
+    assert "test image #1" in source.inner_text()
+
+    # an upload: a drawing on white, which the model was never trained on
+    from PIL import Image, ImageDraw
+
+    drawing = Image.new("RGB", (120, 120), "white")
+    ImageDraw.Draw(drawing).ellipse((20, 20, 100, 100), outline="black", width=6)
+    path = tmp / "my drawing.png"
+    drawing.save(path)
+    view.locator("input.clsx-file").set_input_files(str(path))
+    caution = view.locator(".clsx-caution")
+    caution.wait_for(state="visible", timeout=REDRAW_S * 1000)
+    assert "six shapes" in caution.inner_text()
+    assert "your image: my drawing.png" in view.locator(".clsx-source").inner_text()
+    box = caution.bounding_box()
+    assert box["y"] + box["height"] <= VIEWPORT["height"], "the caution is off screen"
+    page.screenshot(path=str(ARTIFACTS / "explorer_3_lab_upload.png"))
+
+
+# ---------------- 2. no kernel, no network ----------------
+
+
+def _offline_page(pw, tmp: Path):
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport=VIEWPORT)
+    blocked, errors = [], []
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(("file:", "data:", "blob:")):
+            r.continue_()
+        else:
+            blocked.append(url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return browser, page, blocked, errors
+
+
+def _check_static_page(page, url: str, name: str, errors: list) -> None:
+    page.goto(url)
+    view = page.locator(".clsx").first
+    try:
+        view.wait_for(state="visible", timeout=20_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / f"{name}_failure.png"))
+        raise AssertionError(f"{name}: the explorer did not draw; page errors: {errors}") from None
+    view.evaluate("el => el.scrollIntoView({block: 'start'})")
+    page.screenshot(path=str(ARTIFACTS / f"{name}_0.png"))
+    assert view.locator(".clsx-pick").count() >= 2, "the static view offers several images"
+    _check_layer_and_patch(view, name)
+    second = view.locator(".clsx-pick").nth(1)
+    second.click()
+    _wait_for(
+        view,
+        "image switch",
+        "el => el.querySelectorAll('.clsx-pick')[1].classList.contains('clsx-on')",
+        10,
+    )
+    assert not errors, errors
+
+
+def test_static_export_works_offline(tmp_path):
+    sync_playwright = _browser_or_skip()
+    import torch
+
+    from helpers.data import CLASSES, ShapesDataset
+    from helpers.model import VisionTransformer
+    from helpers.widgets import AttentionExplorer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(embed_dim=16, depth=2, num_heads=2)
+    explorer = AttentionExplorer(model, ShapesDataset("test", n=20), classes=CLASSES)
+    page_file = explorer.save_html(tmp_path / "explorer.html")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser, page, blocked, errors = _offline_page(pw, tmp_path)
+        try:
+            _check_static_page(page, page_file.as_uri(), "static_export", errors)
+        finally:
+            browser.close()
+    assert not blocked, f"the static view asked the network for {blocked}"
+
+
+def test_nbconvert_html_of_the_committed_notebook_works_offline(tmp_path):
+    """The committed notebook as HTML (nbconvert, no execution): its saved explorer output
+    must be the working kernel-free view. Needs the notebook executed with this code."""
+    sync_playwright = _browser_or_skip()
+    notebook = Path(os.environ.get("EXPLORER_NOTEBOOK", NOTEBOOK)).resolve()
+    text = notebook.read_text(encoding="utf-8")
+    if "clsx" not in text:
+        _missing(
+            f"{notebook.name} holds no kernel-free explorer view: re-execute it "
+            f"(jupyter nbconvert --execute --inplace) with this version of helpers"
+        )
+    out = tmp_path / "notebook.html"
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(notebook)]
+        + ["--output", out.stem, "--output-dir", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser, page, blocked, errors = _offline_page(pw, tmp_path)
+        try:
+            _check_static_page(page, out.as_uri(), "nbconvert_html", errors)
+        finally:
+            browser.close()
+
+
+# ---------------- 3. what a saved notebook holds ----------------
 
 
 SAVED_NOTEBOOK_CELLS = [
@@ -298,16 +504,17 @@ explorer = AttentionExplorer(model, ShapesDataset("test", n=20), classes=CLASSES
 ]
 
 
-def test_saved_notebook_shows_a_picture_of_the_explorer(tmp_path):
-    """Executed and saved (as nbconvert does), the explorer's output carries a PNG for
-    readers without a kernel (GitHub, nbviewer) next to the live widget view, and changing
-    it from code adds no output (no stacked figures)."""
+def test_saved_notebook_holds_the_static_view_and_a_picture(tmp_path):
+    """Executed and saved (as nbconvert does), the explorer's output carries the kernel-free
+    view (HTML + JS) and a PNG for readers without a kernel, next to the live widget view;
+    changing it from code adds no output (no stacked figures)."""
     saved = execute_cells(SAVED_NOTEBOOK_CELLS, tmp_path)
     outputs = saved.cells[1].outputs
     assert len(outputs) == 1, [o.output_type for o in outputs]
     data = outputs[0]["data"]
-    assert "image/png" in data and "application/vnd.jupyter.widget-view+json" in data
+    assert {"image/png", "text/html", "application/vnd.jupyter.widget-view+json"} <= set(data)
     assert data["text/plain"].startswith("AttentionExplorer(test image #0")
+    assert "cls-explorer-static" in data["text/html"] and data["image/png"] in data["text/html"]
     from PIL import Image
 
     png = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))

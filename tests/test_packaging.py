@@ -123,6 +123,8 @@ def test_runtime_dependencies_cover_what_helpers_imports():
         "numpy": "numpy",
         "matplotlib": "matplotlib",
         "ipywidgets": "ipywidgets",
+        "anywidget": "anywidget",
+        "traitlets": "traitlets",
         "tqdm": "tqdm",
         "PIL": "pillow",
         "IPython": "ipython",
@@ -153,6 +155,8 @@ def test_wheel_ships_helpers_and_the_checkpoint(tmp_path):
         names = set(zf.namelist())
         for py in (ROOT / "helpers").glob("*.py"):
             assert f"helpers/{py.name}" in names, f"helpers/{py.name} is not in the wheel"
+        for asset in ("explorer.js", "explorer.css"):  # the explorer's browser view
+            assert f"helpers/{asset}" in names, f"helpers/{asset} is not in the wheel"
         for name in SHIPPED:
             assert f"helpers/shipped/{name}" in names, f"data/{name} is not in the wheel"
             assert zf.read(f"helpers/shipped/{name}") == (ROOT / "data" / name).read_bytes()

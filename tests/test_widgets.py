@@ -2,6 +2,9 @@
 
 import base64
 import io
+import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -91,26 +94,60 @@ def test_every_control_changes_the_map_and_the_title(explorer):
     assert len(pngs) == 5  # the picture was redrawn each time
 
 
-def test_widget_controls_drive_the_view(explorer):
-    assert explorer.widget is not None  # build the widgets
-    explorer._w_layer.value = 0
+def test_browser_controls_drive_the_state(explorer):
+    """The view changes the widget's traits (as the browser does); the explorer follows."""
+    w = explorer.widget
+    w.layer = 0
     assert explorer.state.layer == 0 and "layer 0" in explorer.title
-    explorer._w_head.value = 1
+    w.head = "1"
     assert explorer.state.head == 1 and "head 1" in explorer.title
-    explorer._w_tokens[1 + 2 * 8 + 3].click()  # the patch button at row 2, col 3
-    assert explorer.state.query == 1 + 19 and "patch (2, 3)" in explorer.title
-    assert explorer._w_tokens[20].button_style == "warning"
-    explorer._w_mode.value = "rollout"  # a single head cannot be rolled out: falls back to mean
+    w.query = 1 + 2 * 8 + 3  # a click on the patch at row 2, col 3
+    assert explorer.state.query == 20 and "patch (2, 3)" in explorer.title
+    w.mode = "rollout"  # a single head cannot be rolled out: the mean, sent back to the view
     assert explorer.state.head == "mean" and "rollout" in explorer.title.lower()
-    assert [v for _, v in explorer._w_head.options] == ["mean", "max"]
-    assert explorer._w_head.value == "mean"
-    explorer._w_tokens[0].click()  # back to CLS
+    assert w.head == "mean"
+    assert explorer.state.scale == "shared"  # the default: one scale, as the notebooks' figures
+    w.scale = "map"
+    assert explorer.state.scale == "map"
+    w.query = 0  # back to CLS
     assert "of CLS" in explorer.title
     before = explorer.current_map().copy()
-    explorer._w_index.value = 7
+    w.index = 7  # the view asks for test image #7: the kernel computes its maps
     assert explorer.index == 7 and "#7" in explorer.caption
+    assert w.images[0]["source"] == "test image #7" and w.image == 0
     assert not np.array_equal(before, explorer.current_map())
-    assert explorer._w_image.value == explorer.png
+    w.layer = 99  # a bad value from a view: a message, never a traceback
+    assert "layer 99" in w.message and explorer.state.layer != 99
+
+
+def test_code_changes_reach_the_view(explorer):
+    w = explorer.widget
+    explorer.set(layer=0, head=1, query=(3, 4), scale="map")
+    assert (w.layer, w.head, w.query, w.scale) == (0, "1", 1 + 3 * 8 + 4, "map")
+    explorer.set(index=5)
+    assert w.index == 5 and w.images[0]["source"] == "test image #5"
+
+
+def test_rollout_keeps_the_chosen_head_for_raw(explorer):
+    explorer.set(head=1, mode="rollout")
+    assert explorer.state.head == "mean"
+    explorer.set(mode="raw")
+    assert explorer.state.head == 1, "the head chosen in raw mode comes back"
+    explorer.set(mode="rollout", head="max")
+    explorer.set(mode="raw")
+    assert explorer.state.head == "max"
+
+
+def test_scale_this_map_or_shared_across_layers(explorer):
+    from helpers.widgets import nice_ceil
+
+    explorer.set(layer=1, scale="map")
+    assert explorer.maps.vmax(explorer.state) == nice_ceil(explorer.current_map().max())
+    explorer.set(scale="shared")
+    tops = [explorer.set(layer=k).current_map().max() for k in range(2)]
+    assert explorer.maps.vmax(explorer.state) == nice_ceil(max(tops))
+    with pytest.raises(ValueError, match="scale"):
+        explorer.set(scale="log")
 
 
 def test_image_change_runs_one_forward_and_keeps_one_figure(explorer, monkeypatch):
@@ -119,13 +156,15 @@ def test_image_change_runs_one_forward_and_keeps_one_figure(explorer, monkeypatc
     calls = []
     real = hw.get_attention
     monkeypatch.setattr(hw, "get_attention", lambda *a: calls.append(1) or real(*a))
-    fig = explorer.fig
+    explorer.png  # noqa: B018 (draws the picture: builds its figure)
+    fig = explorer._fig
     explorer.set(index=5)
     assert len(calls) == 1
     for kw in [{"layer": 0}, {"head": "max"}, {"mode": "rollout"}, {"query": (1, 1)}]:
         explorer.set(**kw)
     assert len(calls) == 1, "changing a control must not run the model again"
-    assert explorer.fig is fig and len(fig.axes) == 2  # image + one colorbar, no new figures
+    explorer.png  # noqa: B018
+    assert explorer._fig is fig and len(fig.axes) == 2  # image + one colorbar, no new figures
 
 
 def test_state_normalization_and_errors():
@@ -159,7 +198,9 @@ def test_title_says_what_is_shown(model):
     assert t == "Raw attention of CLS\nlayer 1 of 0–1, head 0"
     t = title_text(ExplorerState(layer=0, head="max", mode="rollout", query=10), 2, geom)
     assert "rollout" in t.lower() and "patch (1, 1)" in t and "max over heads" in t
-    assert "layers 0–0" in t
+    assert "layer 0 only (of 0–1)" in t and "layers 0–0" not in t
+    t = title_text(ExplorerState(layer=1, mode="rollout"), 2, geom)
+    assert t == "Attention rollout of CLS\nlayers 0–1 (of 0–1), mean over heads"
 
 
 def test_prediction_text():
@@ -184,28 +225,37 @@ def test_explorer_prediction_matches_the_model(explorer, model, data):
 
 
 def test_upload_in_the_widget_never_raises(explorer):
-    assert explorer.widget is not None
+    w = explorer.widget
     before = explorer.current_map().copy()
     assert not explorer.show_upload("notes.txt", b"hello")
     assert "notes.txt" in explorer.message and "not an image" in explorer.message
-    assert "not an image" in explorer._w_msg.value
+    assert "not an image" in w.message
     np.testing.assert_array_equal(before, explorer.current_map())  # view unchanged
     content = png_bytes("RGBA", size=(64, 48), color=(255, 255, 255, 255))
     assert explorer.show_upload("white.png", content)
     assert explorer.label is None and "your image: white.png" in explorer.caption
     assert "true:" not in explorer.prediction
-    # through the FileUpload observer, with an 8.x-shaped value
-    explorer._on_upload({"new": ({"name": "bad.bin", "content": memoryview(b"\x00\x01")},)})
-    assert "bad.bin" in explorer._w_msg.value
+    assert w.index == -1, "the image number does not stay on the old test image"
+    caution = w.images[0]["caution"]
+    assert "six shapes" in caution and "square" in caution and "confidence" in caution
+    # through the view's message, as the browser sends a chosen file
+    explorer._on_msg(w, {"type": "upload", "name": "bad.bin"}, [memoryview(b"\x00\x01")])
+    assert "bad.bin" in w.message
+    # the same file again, after going back to a test image, is shown again
+    explorer.set(index=2)
+    assert w.images[0]["caution"] == "" and w.index == 2
+    explorer._on_msg(w, {"type": "upload", "name": "white.png"}, [memoryview(content)])
+    assert "white.png" in explorer.source and w.index == -1
 
 
 # ---------------- display: live widget + static picture ----------------
 
 
-def test_mimebundle_has_widget_view_and_png(explorer):
+def test_mimebundle_has_widget_view_static_view_and_png(explorer):
     bundle = explorer._repr_mimebundle_()
     assert set(bundle) == {
         "text/plain",
+        "text/html",
         "image/png",
         "application/vnd.jupyter.widget-view+json",
     }
@@ -216,10 +266,93 @@ def test_mimebundle_has_widget_view_and_png(explorer):
     img = Image.open(io.BytesIO(png))
     assert img.size[0] >= 400 and img.size[1] > Image.open(io.BytesIO(explorer.png)).size[1]
     assert "AttentionExplorer(test image #3" in bundle["text/plain"]
-    # the live view is unchanged by the snapshot (its caption is HTML beside the image)
-    before = explorer.png
-    explorer.set(layer=explorer.state.layer)
-    assert explorer.png == before
+    html = bundle["text/html"]
+    assert bundle["image/png"] in html, "the static view starts as the PNG (scripts stripped)"
+    assert '<script type="module">' in html and "DecompressionStream" in html
+    assert "http://" not in html and "https://" not in html, "no network: nothing to fetch"
+    assert "import " not in html.split("<script", 1)[1], "no module to load: all inlined"
+    # the picture is drawn from the current state, not kept from before
+    explorer.set(layer=0)
+    assert explorer.snapshot_png() != png
+
+
+def test_static_view_carries_every_map_quantized(explorer, data):
+    """The kernel-free view holds, for each image, every layer, head (and mean), mode and
+    query token; the maps it rebuilds from uint8 are the model's within a quantization step."""
+    import json
+    import re
+    import zlib
+
+    from helpers.explorer_export import dequantize
+
+    html = explorer.static_html(indices=[3, 5])
+    payload = re.search(r"view\.inflate\((\{.*\})\);", html).group(1)
+    blob = json.loads(payload.replace("<\\/", "</"))
+    meta, images = blob["meta"], blob["images"]
+    assert meta["raw_heads"] == ["mean", "0", "1"] and meta["roll_heads"] == ["mean"]
+    assert [im["source"] for im in images] == ["test image #3", "test image #5"]
+    assert meta["live"] is False
+
+    def unpack(field):
+        return zlib.decompress(base64.b64decode(field["z"]))
+
+    L, T, G = 2, 65, 64
+    im = images[1]
+    n = meta["levels"]
+    assert n == 63
+    raw = dequantize(unpack(im["raw"]), unpack(im["raw_max"]), (L, 3, T, G), n)
+    roll = dequantize(unpack(im["roll"]), unpack(im["roll_max"]), (L, 1, T, G), n)
+    explorer.set(index=5)
+    for layer, k, head, q in [(0, 0, "mean", 0), (1, 2, 1, 17), (1, 1, 0, 64)]:
+        explorer.set(layer=layer, head=head, query=q, mode="raw")
+        want = explorer.current_map().ravel()
+        np.testing.assert_allclose(raw[layer, k, q], want, atol=want.max() / (2 * n) + 1e-7)
+    explorer.set(layer=1, mode="rollout", head="mean", query=9)
+    want = explorer.current_map().ravel()
+    np.testing.assert_allclose(roll[1, 0, 9], want, atol=want.max() / (2 * n) + 1e-7)
+    share = np.frombuffer(unpack(im["roll_share"]), dtype=np.float32).reshape(L, 1, T)
+    assert share[1, 0, 9] == pytest.approx(explorer.maps.prefix_share(explorer.state), abs=1e-5)
+
+
+def test_live_view_data_holds_the_max_over_heads_too(explorer):
+    import zlib
+
+    from helpers.explorer_export import _jsonable, dequantize
+
+    explorer.set(layer=1, head="max", query=(4, 1))
+    entry = _jsonable(explorer._current_entry())
+
+    def unpack(field):
+        return zlib.decompress(base64.b64decode(field["z"]))
+
+    raw = dequantize(unpack(entry["raw"]), unpack(entry["raw_max"]), (2, 4, 65, 64))
+    want = explorer.current_map().ravel()  # raw heads: mean, max, 0, 1
+    np.testing.assert_allclose(raw[1, 1, 1 + 4 * 8 + 1], want, atol=want.max() / 510 + 1e-7)
+
+
+def test_static_images_default_to_one_per_class(model, data):
+    e = AttentionExplorer(model, data, classes=CLASSES, index=3, static_images=4)
+    idx = e.static_indices()
+    assert idx[0] == 3 and len(idx) == 4
+    assert len({int(data.labels[i]) for i in idx}) == 4
+    with pytest.raises(ValueError, match="static_images"):
+        AttentionExplorer(model, data, static_images=0)
+
+
+def test_quantize_keeps_small_maps_precise():
+    from helpers.explorer_export import dequantize, quantize
+
+    maps = torch.rand(3, 5, 64) / 64  # near-uniform maps, all values ~1/64
+    maps[1, 2] = 0  # an all-zero map stays zero
+    for levels in (255, 63):
+        q, top = quantize(maps, levels)
+        back = dequantize(q, top, (3, 5, 64), levels)
+        err = np.abs(back - maps.numpy()).max(-1)
+        assert (err <= maps.numpy().max(-1) / (2 * levels) + 1e-9).all()
+        assert (back[1, 2] == 0).all()
+        assert np.frombuffer(q, dtype=np.uint8).max() == levels
+    with pytest.raises(ValueError, match="levels"):
+        quantize(maps, 256)
 
 
 def test_model_without_cls_token_defaults_to_a_patch(data):
@@ -271,17 +404,6 @@ def test_nice_ceil():
     ]  # fmt: skip
 
 
-def test_cached_colorbar_draws_the_same_picture(explorer):
-    explorer.set(layer=0)
-    first = explorer.png
-    explorer.set(layer=1)
-    explorer.set(layer=0)  # colorbar now comes from the cache
-    assert explorer.png == first
-    explorer._layout(caption=False)  # cache and background dropped: drawn from scratch
-    explorer.set(layer=0)
-    assert explorer.png == first
-
-
 def test_any_model_with_the_attention_switch_works(model, data):
     class Plain(torch.nn.Module):  # no cfg: only model(x, return_attention=True)
         def __init__(self, inner):
@@ -297,3 +419,40 @@ def test_any_model_with_the_attention_switch_works(model, data):
     b.set(layer=0, query=(1, 2))
     a.set(layer=0, query=(1, 2))
     np.testing.assert_array_equal(b.current_map(), a.current_map())
+
+
+# ---------------- the browser view's words and scale, as the Python side ----------------
+
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+def test_browser_view_titles_and_scale_match_python(model):
+    """explorer.js writes the same titles and rounds the colour scale the same way as the
+    Python side (which draws the PNG); run in Node.js, as an ES module."""
+    from helpers.explorer_export import asset, meta
+    from helpers.widgets import nice_ceil
+
+    geom = model_geometry(model)
+    states = [
+        ExplorerState(layer=1, head=0, mode="raw", query=0),
+        ExplorerState(layer=0, head="max", mode="rollout", query=10),
+        ExplorerState(layer=1, head="mean", mode="rollout", query=64),
+    ]
+    values = [0.013, 0.2, 0.21, 0.0049, 1.0, 0.81, 0.0153846]
+    m = {k: v for k, v in meta(geom, 2, 2, CLASSES).items() if k != "cmap"}
+    js_states = [{"layer": s.layer, "head": str(s.head), "mode": s.mode, "query": s.query} for s in states]  # fmt: skip
+    module = base64.b64encode(asset("explorer.js").encode()).decode()
+    script = (
+        f"const v = await import('data:text/javascript;base64,{module}');\n"
+        f"const meta = {json.dumps(m)};\n"
+        f"console.log(JSON.stringify({{titles: {json.dumps(js_states)}.map((s) => "
+        f"v.titleLines(meta, s).join('\\n')), nice: {json.dumps(values)}.map(v.niceCeil)}}));"
+    )
+    done = subprocess.run(
+        [NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["titles"] == [title_text(s, 2, geom) for s in states]
+    assert out["nice"] == [nice_ceil(v) for v in values]
