@@ -55,20 +55,39 @@ def cell_source(cell: dict) -> str:
     return src if isinstance(src, str) else "".join(src)
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def widget_views(nb: dict) -> list[dict]:
+    """The outputs' data bundles that hold a widget view beside a static picture or page."""
+    return [
+        out["data"]
+        for c in nb["cells"]
+        for out in c.get("outputs", [])
+        if WIDGET_VIEW in out.get("data", {}) and {"text/html", "image/png"} & set(out["data"])
+    ]
+
+
 def sync(path: Path, cell_text: str, write: bool = True) -> bool:
-    """Make the first code cell of one notebook `cell_text`; True if it differed.
+    """Make the first code cell of one notebook `cell_text`, and drop saved widget state and
+    widget views that have a static form; True if anything differed.
 
     A notebook without a Colab cell gets one, after its Markdown title cell."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     cell = colab_cell(nb)
-    stored_widgets = "widgets" in nb.get("metadata", {})
+    stored_widgets = "widgets" in nb.get("metadata", {}) or widget_views(nb)
     if cell is not None and cell_source(cell) == cell_text and not stored_widgets:
         return False
     if not write:
         return True
     # Saved widget state makes static renders (nbconvert HTML, the site) draw an empty widget
-    # instead of the PNG each widget output carries: a committed notebook keeps none.
+    # instead of the PNG each widget output carries: a committed notebook keeps none. And a
+    # widget view with no state behind it reads "model not found" in JupyterLab before the
+    # notebook runs, where its HTML or PNG would show the explorer: keep those instead (the
+    # widget comes back when the cell runs).
     nb.get("metadata", {}).pop("widgets", None)
+    for data in widget_views(nb):
+        del data[WIDGET_VIEW]
     if cell is not None and cell_source(cell) == cell_text:
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return True

@@ -75,8 +75,37 @@ def test_first_code_cell_is_the_colab_cell(nb):
 def test_no_widget_state_is_stored(nb):
     """Saved widget state wins over each widget's PNG in static renders, which then show an
     empty output; without it nbconvert HTML shows the picture."""
-    metadata = json.loads(nb.read_text(encoding="utf-8"))["metadata"]
-    assert "widgets" not in metadata, f"{nb.name} stores widget state: run `{SYNC}`"
+    notebook = json.loads(nb.read_text(encoding="utf-8"))
+    assert "widgets" not in notebook["metadata"], f"{nb.name} stores widget state: run `{SYNC}`"
+    assert not sync.widget_views(notebook), (
+        f"{nb.name} keeps widget views that JupyterLab shows as 'model not found' before the "
+        f"notebook runs, instead of their HTML or PNG: run `{SYNC}`"
+    )
+
+
+def test_sync_keeps_the_static_forms_of_a_widget_output(tmp_path):
+    data = {sync.WIDGET_VIEW: {"model_id": "x"}, "text/html": "<div/>", "text/plain": "x"}
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "",
+                "outputs": [{"output_type": "display_data", "data": dict(data), "metadata": {}}],
+                "metadata": {},
+                "execution_count": 1,
+            }
+        ],
+        "metadata": {"widgets": {}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb))
+    assert sync.sync(path, "# On Colab: ... google.colab")
+    out = json.loads(path.read_text())
+    kept = [o["data"] for c in out["cells"] for o in c.get("outputs", [])]
+    assert kept == [{"text/html": "<div/>", "text/plain": "x"}]
+    assert "widgets" not in out["metadata"]
 
 
 def test_readme_links_use_the_repository_url():
