@@ -234,8 +234,13 @@ def test_cli_checks_before_work(tmp_path, capsys):
         distill.main(["vit", "--out", str(tmp_path / "m.pt")])
     assert "--force" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        distill.main(["student", "--teacher", str(tmp_path / "no.pt"), "--out", "x/y.pt"])
-    assert "does not exist" in capsys.readouterr().err or "no teacher" in capsys.readouterr().err
+        distill.main(["vit", "--out", str(tmp_path / "no" / "m.pt")])
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        distill.main(
+            ["student", "--teacher", str(tmp_path / "no.pt"), "--out", str(tmp_path / "s.pt")]
+        )
+    assert "no teacher" in capsys.readouterr().err
 
 
 # --- helpers.tokens ---------------------------------------------------------------------
