@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from .checkpoint import atomic_write, read_checkpoint, save_checkpoint
 from .data import ShapesDataset
 from .model import VisionTransformer, ViTConfig, make_config, sincos_2d, trunc_normal_, uniform_
+from .paths import DATA_DIR, data_file
 from .runtime import seed_everything
 from .train import TrainConfig, count_parameters, evaluate, train
 
@@ -231,6 +232,34 @@ def load_distilled(path, device="cpu") -> tuple[DistilledViT, dict]:
     model = DistilledViT(ViTConfig(**payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload["meta"]
+
+
+# The commands that made notebook 06's shipped files (each writes a .json record beside it).
+REBUILD = {
+    "cnn_teacher.pt": "python -m helpers.distill teacher --out data/cnn_teacher.pt --epochs 8 "
+    "--threads 1",
+    "deit_student.pt": "python -m helpers.distill student --teacher data/cnn_teacher.pt --out "
+    "data/deit_student.pt --epochs 4 --threads 1",
+    **{
+        f"vit_reg{r}.pt": f"python -m helpers.distill vit --reg-tokens {r} --out "
+        f"data/vit_reg{r}.pt --epochs 4 --threads 1"
+        for r in (0, 1, 4)
+    },
+    "patch_vs_cls.json": "python -m helpers.tokens --out data/patch_vs_cls.json --threads 1",
+}
+
+
+def shipped_file(name: str) -> Path:
+    """The path of one of notebook 06's shipped files; a missing one names its command."""
+    if name not in REBUILD:
+        raise ValueError(f"{name!r} is not one of notebook 06's files: {sorted(REBUILD)}.")
+    try:
+        return data_file(name)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{name} is not in {DATA_DIR}: rebuild it with `{REBUILD[name]}` (in the "
+            "repository root), or restore the shipped one with `git checkout -- data/`."
+        ) from None
 
 
 # --------------------------------------------------------------------------------------

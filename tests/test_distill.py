@@ -329,3 +329,22 @@ def test_patch_vs_cls_record():
     assert {"CLS token", "patch classification", "patch classification (vote)"} <= names
     assert len({r["seed"] for r in record["rows"]}) >= 3
     assert record["command"].startswith("python -m helpers.tokens")
+
+
+def test_shipped_file_names_its_rebuild_command(monkeypatch, tmp_path):
+    assert distill.shipped_file("vit_reg0.pt").name == "vit_reg0.pt"
+    monkeypatch.setattr(distill, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(distill, "data_file", lambda name: (_ for _ in ()).throw(FileNotFoundError))
+    with pytest.raises(FileNotFoundError, match="python -m helpers.distill teacher"):
+        distill.shipped_file("cnn_teacher.pt")
+    with pytest.raises(ValueError, match="not one of notebook 06's files"):
+        distill.shipped_file("other.pt")
+
+
+def test_records_hold_the_rebuild_commands():
+    for name, command in distill.REBUILD.items():
+        path = DATA_DIR / name
+        if not path.is_file():
+            continue
+        record = json.loads(path.with_suffix(".json").read_text())
+        assert record["command"].replace(" --force", "") == command
