@@ -183,3 +183,35 @@ def import_timm_vit():
     from timm.models.vision_transformer import VisionTransformer
 
     return VisionTransformer
+
+
+# --------------------------------------------------------------------------------------
+# DeiT's distilled ViT (helpers.distill.DistilledViT)
+# --------------------------------------------------------------------------------------
+
+
+def timm_distilled_kwargs(cfg: ViTConfig) -> dict:
+    """timm VisionTransformerDistilled arguments for a DistilledViT's config: those of the
+    plain ViT (timm_kwargs). timm's class always learns its (2 + N)-slot pos_embed, so a
+    model without position embeddings has no counterpart there."""
+    if cfg.pos_embed == "none":
+        raise ValueError(
+            "timm's VisionTransformerDistilled always has a position table: a model with "
+            'pos_embed="none" has no counterpart in timm.'
+        )
+    if cfg.reg_tokens or cfg.global_pool != "token" or not cfg.class_token:
+        raise ValueError(
+            "timm's VisionTransformerDistilled has exactly a CLS and a distillation token and "
+            'pools the CLS token: it needs reg_tokens=0, class_token=True, global_pool="token".'
+        )
+    return timm_kwargs(cfg)
+
+
+def import_timm_distilled():
+    """timm's VisionTransformerDistilled class (DeiT), or None when timm is not installed;
+    importable without torchvision, as import_timm_vit."""
+    if import_timm_vit() is None:
+        return None
+    from timm.models.deit import VisionTransformerDistilled
+
+    return VisionTransformerDistilled

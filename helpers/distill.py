@@ -1,0 +1,391 @@
+"""DeiT's distillation token (Touvron et al., ICML 2021), a small CNN teacher, and the
+command that trains the teacher, the distilled student and the plain ViTs of notebook 06:
+
+    python -m helpers.distill teacher --out data/cnn_teacher.pt
+    python -m helpers.distill student --teacher data/cnn_teacher.pt --out data/deit_student.pt
+    python -m helpers.distill vit --reg-tokens 0 --out data/vit_reg0.pt   # also 1 and 4
+
+(see `python -m helpers.distill --help`; the defaults are the shipped files' recipe).
+
+- `DistilledViT`: the series' ViT with a second learned token, `dist_token`, right after
+  CLS, its own slot in `pos_embed` (two prefix slots, then the patches) and its own linear
+  head, `head_dist`. The names and the math are those of timm's `VisionTransformerDistilled`:
+  our state dict loads into it, with the same logits (tests/test_distill.py).
+- `hard_distillation_loss`: half cross-entropy of the CLS head with the true labels, half
+  cross-entropy of the distillation head with the teacher's predicted class.
+- `SmallCNN`: the teacher, a convolutional network (local filters, pooling: the inductive
+  bias the paper says the student inherits through the distillation token).
+
+Every model and loss here trains with helpers.train.train (through its `loss_fn` hook).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoint import atomic_write, read_checkpoint, save_checkpoint
+from .data import ShapesDataset
+from .model import VisionTransformer, ViTConfig, make_config, sincos_2d, trunc_normal_, uniform_
+from .paths import DATA_DIR, data_file
+from .runtime import seed_everything
+from .train import TrainConfig, count_parameters, evaluate, train
+
+CNN_FORMAT = "inside-the-cls-token/cnn"
+
+
+# --------------------------------------------------------------------------------------
+# The distilled ViT
+# --------------------------------------------------------------------------------------
+
+
+class DistilledViT(VisionTransformer):
+    """The series' ViT with DeiT's distillation token. Tokens: [CLS] [DIST] [patches].
+
+        model = DistilledViT()                     # ViTConfig defaults, two heads
+        cls_logits, dist_logits = model.forward_heads(model.forward_features(x))
+        model(x)                                   # the average of the two heads' logits
+
+    As in timm, `model(x)` always returns the average (timm returns both heads only when it
+    trains with `set_distilled_training`; here training calls `forward_heads`).
+    """
+
+    num_prefix_tokens = 2  # CLS and DIST: what the attention helpers must skip
+
+    def __init__(self, cfg: ViTConfig | None = None, **overrides):
+        cfg = make_config(cfg, **overrides)
+        if cfg.global_pool != "token" or not cfg.class_token:
+            raise ValueError(
+                "a distilled ViT reads its CLS and distillation tokens, so it needs "
+                f'global_pool="token" and class_token=True (got global_pool='
+                f"{cfg.global_pool!r}, class_token={cfg.class_token})."
+            )
+        if cfg.reg_tokens:
+            raise ValueError(
+                f"reg_tokens={cfg.reg_tokens}: the distilled ViT has exactly two prefix tokens "
+                "(CLS and DIST), as timm's VisionTransformerDistilled; use reg_tokens=0."
+            )
+        super().__init__(cfg)
+        D, T = cfg.embed_dim, 2 + cfg.num_patches
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, D))
+        if cfg.pos_embed == "learn":
+            self.pos_embed = nn.Parameter(torch.zeros(1, T, D))  # slots 0, 1: CLS, DIST
+        elif cfg.pos_embed == "sincos":
+            table = torch.zeros(1, T, D)
+            table[0, 2:] = sincos_2d(cfg.grid_size, D)  # the two prefix slots stay 0
+            self.pos_embed = table  # replaces the buffer of the same name
+        self.head_dist = nn.Linear(D, cfg.num_classes)
+        self.init_weights()  # again, now with every parameter in place
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """VisionTransformer.init_weights, plus DeiT's init of the distillation token:
+        truncated normal, std 0.02 (as cls_token and pos_embed)."""
+        super().init_weights()
+        if getattr(self, "dist_token", None) is not None:
+            trunc_normal_(self.dist_token, std=0.02)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, C, H, W) -> the first block's input (B, 2 + N, D)."""
+        x = self.patch_embed(x)  # (B, N, D)
+        B = x.shape[0]
+        cls, dist = self.cls_token.expand(B, -1, -1), self.dist_token.expand(B, -1, -1)
+        x = torch.cat([cls, dist, x], dim=1)  # (B, 2 + N, D): CLS at 0, DIST at 1
+        if self.pos_embed is not None:
+            x = x + self.pos_embed  # each prefix token has its own slot
+        return x
+
+    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final tokens (B, T, D) -> (CLS head logits, distillation head logits), each (B, C)."""
+        cls_out = self.head(self.head_drop(x[:, 0]))  # (B, classes)
+        dist_out = self.head_dist(self.head_drop(x[:, 1]))  # (B, classes)
+        return cls_out, dist_out
+
+    def forward_head(self, x: torch.Tensor, return_attention=False):
+        """Final tokens -> the average of the two heads' logits (B, classes)."""
+        cls_out, dist_out = self.forward_heads(x)
+        logits = (cls_out + dist_out) / 2
+        return (logits, None) if return_attention else logits
+
+
+class HeadView(nn.Module):
+    """One head of a DistilledViT as a model of its own ("cls", "dist" or "both"), so that
+    helpers.train.evaluate and the other tools score it like any classifier."""
+
+    def __init__(self, model: DistilledViT, which: str = "both"):
+        super().__init__()
+        if which not in ("cls", "dist", "both"):
+            raise ValueError(f'which={which!r}: choose "cls", "dist" or "both".')
+        self.model, self.which = model, which
+
+    def forward(self, x):
+        cls_out, dist_out = self.model.forward_heads(self.model.forward_features(x))
+        return {"cls": cls_out, "dist": dist_out, "both": (cls_out + dist_out) / 2}[self.which]
+
+
+def evaluate_heads(model: DistilledViT, dataset) -> dict[str, float]:
+    """Accuracy of the CLS head, the distillation head and their average on `dataset`."""
+    return {w: evaluate(HeadView(model, w), dataset) for w in ("cls", "dist", "both")}
+
+
+def hard_distillation_loss(cls_logits, dist_logits, labels, teacher_logits) -> torch.Tensor:
+    """DeiT's hard distillation: (CE(CLS head, true labels) + CE(DIST head, teacher's class)) / 2.
+
+    The teacher's logits count only through their argmax: a label, never a gradient.
+    """
+    if cls_logits.shape != dist_logits.shape or cls_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"the CLS head, distillation head and teacher logits must have one shape (B, "
+            f"classes), got {tuple(cls_logits.shape)}, {tuple(dist_logits.shape)} and "
+            f"{tuple(teacher_logits.shape)}: does the teacher predict the same classes?"
+        )
+    teacher_labels = teacher_logits.detach().argmax(dim=-1)  # (B,)
+    return 0.5 * F.cross_entropy(cls_logits, labels) + 0.5 * F.cross_entropy(
+        dist_logits, teacher_labels
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The CNN teacher
+# --------------------------------------------------------------------------------------
+
+
+class SmallCNN(nn.Module):
+    """Three stages of 3x3 convolution, ReLU and 2x2 max-pooling (32x32 -> 16 -> 8 -> 4),
+    global average pooling and a linear head. Local filters and pooling are the priors a
+    ViT lacks: the inductive bias the paper says the student inherits through its teacher.
+    """
+
+    def __init__(self, in_chans: int = 3, num_classes: int = 6, width: int = 16):
+        super().__init__()
+        self.config = {"in_chans": in_chans, "num_classes": num_classes, "width": width}
+        chans = [in_chans, width, 2 * width, 4 * width]
+        layers = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(chans[-1], num_classes)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Kaiming-uniform convolutions (bound sqrt(6 / fan_in), for ReLU), zero biases, a
+        truncated-normal head: drawn with the series' samplers, the same on every torch."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                uniform_(m.weight, (6 / m.weight[0].numel()) ** 0.5)
+                nn.init.zeros_(m.bias)
+        trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x):
+        x = x.contiguous(memory_format=torch.channels_last)  # 2x faster convolutions on CPU
+        x = self.features(x)  # (B, 4w, 4, 4)
+        return self.head(x.mean(dim=(2, 3)))  # (B, classes)
+
+
+def save_cnn(model: SmallCNN, path, meta: dict | None = None) -> Path:
+    payload = {
+        "format": CNN_FORMAT,
+        "config": dict(model.config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": json.loads(json.dumps(meta or {})),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write(path, buf.getvalue())
+
+
+def load_cnn(path, device="cpu") -> tuple[SmallCNN, dict]:
+    """The teacher saved by `save_cnn`, in eval mode, and its meta."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no teacher at {path}: rebuild it with `python -m helpers.distill teacher --out "
+            f"{path}`."
+        )
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CNN_FORMAT:
+        raise ValueError(f"{path} is not a CNN teacher of this project (saved by save_cnn).")
+    model = SmallCNN(**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload["meta"]
+
+
+def load_distilled(path, device="cpu") -> tuple[DistilledViT, dict]:
+    """A DistilledViT checkpoint (saved by helpers.checkpoint.save_checkpoint), in eval mode."""
+    payload = read_checkpoint(path)
+    if "dist_token" not in payload["state_dict"]:
+        raise ValueError(
+            f"{path} holds a ViT without a distillation token: load it with "
+            "helpers.checkpoint.load_checkpoint."
+        )
+    model = DistilledViT(ViTConfig(**payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload["meta"]
+
+
+# The commands that made notebook 06's shipped files (each writes a .json record beside it).
+REBUILD = {
+    "cnn_teacher.pt": "python -m helpers.distill teacher --out data/cnn_teacher.pt --epochs 8 "
+    "--threads 1",
+    "deit_student.pt": "python -m helpers.distill student --teacher data/cnn_teacher.pt --out "
+    "data/deit_student.pt --epochs 4 --threads 1",
+    **{
+        f"vit_reg{r}.pt": f"python -m helpers.distill vit --reg-tokens {r} --out "
+        f"data/vit_reg{r}.pt --epochs 4 --threads 1"
+        for r in (0, 1, 4)
+    },
+    "patch_vs_cls.json": "python -m helpers.tokens --out data/patch_vs_cls.json --threads 1",
+}
+
+
+def shipped_file(name: str) -> Path:
+    """The path of one of notebook 06's shipped files; a missing one names its command."""
+    if name not in REBUILD:
+        raise ValueError(f"{name!r} is not one of notebook 06's files: {sorted(REBUILD)}.")
+    try:
+        return data_file(name)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{name} is not in {DATA_DIR}: rebuild it with `{REBUILD[name]}` (in the "
+            "repository root), or restore the shipped one with `git checkout -- data/`."
+        ) from None
+
+
+# --------------------------------------------------------------------------------------
+# Training recipe: the same light augmentation for every model
+# --------------------------------------------------------------------------------------
+
+
+def shift_augment(x: torch.Tensor, max_shift: int = 4, step: int = 4) -> torch.Tensor:
+    """Roll each image by a random multiple of `step` pixels (up to max_shift) in x and y.
+
+    Objects sit on the 4-px patch grid, and a 4-px roll keeps them there; an object near
+    the border wraps around, so its label may no longer be obvious: where the teacher's
+    prediction can differ from the true label, and what a distillation head learns from.
+    Draws from torch's global generator (seeded by train()).
+    """
+    k = max_shift // step
+    shifts = (torch.randint(-k, k + 1, (len(x), 2)) * step).tolist()
+    return torch.stack([img.roll(tuple(s), dims=(1, 2)) for img, s in zip(x, shifts)])
+
+
+def plain_loss(model, x, y):
+    """Cross-entropy on shifted images: the recipe of the teacher and the plain ViTs."""
+    logits = model(shift_augment(x))
+    return F.cross_entropy(logits, y), logits
+
+
+def distillation_loss_fn(teacher: nn.Module):
+    """A train() loss_fn for a DistilledViT: shift, then DeiT's hard distillation loss."""
+    teacher.eval()
+
+    def loss_fn(model, x, y):
+        x = shift_augment(x)
+        with torch.no_grad():
+            t = teacher(x)  # the teacher labels the image the student sees
+        cls_out, dist_out = model.forward_heads(model.forward_features(x))
+        return hard_distillation_loss(cls_out, dist_out, y, t), (cls_out + dist_out) / 2
+
+    return loss_fn
+
+
+@torch.no_grad()
+def agreement(a: nn.Module, b: nn.Module, images: torch.Tensor, batch_size: int = 500) -> float:
+    """Fraction of images on which models a and b predict the same class."""
+    same = 0
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size]
+        same += (a(x).argmax(-1) == b(x).argmax(-1)).sum().item()
+    return same / len(images)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(
+        prog="python -m helpers.distill",
+        description="Train notebook 06's models on shapes-in-clutter and save each with a "
+        ".json record next to it: the CNN teacher, the distilled student, plain ViTs.",
+    )
+    p.add_argument("kind", choices=["teacher", "student", "vit"])
+    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    p.add_argument("--teacher", default="data/cnn_teacher.pt", help="for kind=student")
+    p.add_argument("--reg-tokens", type=int, default=0, help="for kind=vit")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--depth", type=int, default=ViTConfig.depth)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    if out.suffix != ".pt":
+        p.error(f"--out {out} must end in .pt (the record is written next to it as .json).")
+    if out.exists() and not a.force:
+        p.error(f"{out} exists: pass --force to replace it, or choose another --out.")
+    if not out.parent.is_dir():
+        p.error(f"cannot write {out}: its folder {out.parent} does not exist (create it first).")
+    if a.reg_tokens < 0 or a.threads < 0 or a.depth < 1:
+        p.error("--reg-tokens and --threads must be >= 0, --depth >= 1.")
+    if a.kind == "student" and not Path(a.teacher).is_file():
+        p.error(f"no teacher at {a.teacher}: train it first with `... teacher --out {a.teacher}`.")
+    try:
+        tcfg = TrainConfig(epochs=a.epochs, seed=a.seed)
+    except ValueError as e:
+        p.error(str(e))
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    seed_everything(a.seed)
+    train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))
+    meta = {}
+    if a.kind == "teacher":
+        model = SmallCNN()
+        hist = train(model, train_ds, val_ds, tcfg, loss_fn=plain_loss)
+        meta["test_accuracy"] = round(evaluate(model, test_ds), 4)
+    elif a.kind == "vit":
+        model = VisionTransformer(reg_tokens=a.reg_tokens, depth=a.depth)
+        hist = train(model, train_ds, val_ds, tcfg, loss_fn=plain_loss)
+        meta["test_accuracy"] = round(evaluate(model, test_ds), 4)
+    else:
+        teacher, tmeta = load_cnn(a.teacher)
+        model = DistilledViT(depth=a.depth)
+        hist = train(model, train_ds, val_ds, tcfg, loss_fn=distillation_loss_fn(teacher))
+        heads = evaluate_heads(model, test_ds)
+        meta["test_accuracy"] = round(heads["both"], 4)
+        meta["test_accuracy_heads"] = {k: round(v, 4) for k, v in heads.items()}
+        meta["teacher"] = {"path": str(a.teacher), "test_accuracy": tmeta.get("test_accuracy")}
+    meta.update(
+        {
+            "model": type(model).__name__,
+            "val_accuracy": round(hist.val_acc[-1], 4),
+            "train_seconds": round(hist.seconds[-1], 1),
+            "parameters": count_parameters(model),
+            "train_config": asdict(tcfg),
+            "augmentation": "random roll by 0 or +-4 px in x and y (helpers.distill.shift_augment)",
+            "dataset": "shapes-in-clutter (helpers.data), seed 0, 20k train / 2k val / 2k test",
+            "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+            "command": "python -m helpers.distill "
+            + " ".join(argv if argv is not None else os.sys.argv[1:]),
+        }
+    )
+    if a.kind == "teacher":
+        save_cnn(model, out, meta)
+    else:
+        save_checkpoint(model, out, meta)
+    atomic_write(out.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
+    print(f"test accuracy {meta['test_accuracy']:.4f} ({meta['train_seconds']:.0f} s) -> {out}")
+    return meta
+
+
+if __name__ == "__main__":
+    main()
