@@ -189,8 +189,7 @@ CLAIMS = [
         '"CLS token is necessary for ViT" is a misconception: alternative pooling strategies '
         "exist and can work well",
         "holds",
-        "GAP with no CLS token 84.6 ± 2.4 vs CLS 85.1 ± 2.9 (validation accuracy % over 5 "
-        "seeds)",
+        "GAP with no CLS token 84.6 ± 2.4 vs CLS 85.1 ± 2.9 (validation accuracy % over 5 seeds)",
         "04 §4 Do we need a CLS token?",
     ),
 ]
