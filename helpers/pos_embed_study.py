@@ -7,8 +7,9 @@ whose record ships in `data/`:
 
     python -m helpers.pos_embed_study --threads 1 --out data/pos_embed_runs.json
 
-Notebook 02 loads the record and retrains one run live (`run_one`) to show that the file
-matches the code (bit-identical for the same torch version and thread count).
+The record also holds one cheap run, `CHECK` (no position table, seed 0, 100 steps), that
+notebook 02 retrains live (`run_check`) to show that the file matches the code: the same
+accuracy to the last digit for the same torch version and thread count.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ RECORD = "pos_embed_runs.json"
 KINDS = {"learned": "learn", "sine-cosine": "sincos", "none": "none"}  # name -> pos_embed
 SEEDS = (0, 1, 2)
 SCORES = ("32x32", "48x48 canvas", "48x48 upscaled")
+CHECK = {"kind": "none", "seed": 0, "n_train": 6_400}  # 100 steps of 64: seconds, not minutes
 
 
 def canvas(images: torch.Tensor, size: int = 48, seed: int = 0) -> torch.Tensor:
@@ -79,6 +81,18 @@ def run_one(kind: str, seed: int, train_set, sets: dict, device="cpu") -> dict:
     return row
 
 
+def check_data() -> tuple[ShapesDataset, ShapesDataset]:
+    """The CHECK run's training images and the validation images."""
+    return ShapesDataset("train", n=CHECK["n_train"]), ShapesDataset("val")
+
+
+def run_check(data=None, device="cpu") -> float:
+    """Train the cheap CHECK run and return its 32x32 validation accuracy.
+    data: check_data(), made earlier (say, while little memory is in use), or None."""
+    train_set, val = data if data is not None else check_data()
+    return run_one(CHECK["kind"], CHECK["seed"], train_set, {"32x32": val}, device)["32x32"]
+
+
 def run_study(seeds=SEEDS, progress: bool = True) -> list[dict]:
     train_set, sets = ShapesDataset("train", n=N_TRAIN), eval_sets(ShapesDataset("val"))
     runs = [(kind, seed) for kind in KINDS for seed in seeds]
@@ -90,7 +104,7 @@ def load_record(path=None) -> dict:
     """The shipped record (data/pos_embed_runs.json), or the one at `path`."""
     path = Path(path) if path is not None else data_file(RECORD)
     record = json.loads(path.read_text(encoding="utf-8"))
-    missing = {"command", "torch", "threads", "runs"} - set(record)
+    missing = {"command", "torch", "threads", "runs", "check"} - set(record)
     if missing:
         raise ValueError(
             f"{path} is not a record of `python -m helpers.pos_embed_study` (it lacks "
@@ -149,6 +163,7 @@ def main(argv=None) -> dict:
         "n_train": N_TRAIN,
         "eval": "accuracy on the 2 000 validation images: 32x32, and 48x48 canvas / upscaled",
         "runs": rows,
+        "check": {**CHECK, "32x32": run_check()},
     }
     atomic_write(out, (json.dumps(record, indent=1) + "\n").encode())
     print(f"{len(rows)} runs -> {out}")

@@ -47,6 +47,15 @@ def test_pooling_record_has_every_variant_and_seed():
     assert len(pooling_study.lag_summary(record["map_lag"])) == 2 * len(budgets)
 
 
+def test_pos_embed_record_has_every_kind_and_its_check_run():
+    record = pos_embed_study.load_record()
+    assert {r["name"] for r in record["runs"]} == set(pos_embed_study.KINDS)
+    assert all(set(pos_embed_study.SCORES) <= set(r) for r in record["runs"])
+    check = record["check"]
+    assert {k: check[k] for k in pos_embed_study.CHECK} == pos_embed_study.CHECK
+    assert 1 / 6 < check["32x32"] < 1  # the check run learns something in its 100 steps
+
+
 def test_canvas_and_upscale_keep_the_image():
     x = ShapesDataset("val", n=4).batch(torch.arange(4))[0]
     c = pos_embed_study.canvas(x)
