@@ -38,7 +38,7 @@ CLAIMS = [
         "01 §5 Prepending CLS",
     ),
     Claim(
-        "a global aggregator that attends to all image patches",
+        "acts as a global information aggregator",
         "holds",
         "CLS blind to the patches: 16.7% test accuracy (chance 16.7%) vs 98.8%",
         "03 §5 Cut the roads",
