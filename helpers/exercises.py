@@ -247,8 +247,14 @@ ex_prepend_cls = Exercise(
     checker=_check_prepend_cls,
     hints=(
         (
-            "B = patch_tokens.shape[0]; cls_token.expand(B, -1, -1) gives (B, 1, D) without "
-            "copying; then torch.cat([..., patch_tokens], dim=1)."
+            "The CLS token is one (1, 1, D) parameter, but every image in the batch needs its own "
+            "copy in front of its patches, and gradients from all copies must reach that one "
+            "parameter."
+        ),
+        (
+            "Read the batch size B from the patch tokens; make a (B, 1, D) view of the parameter "
+            "with `expand` (no copy, still connected to the parameter); join the two tensors with "
+            "`torch.cat` along the token axis, CLS first."
         ),
     ),
     solution_text="""```python
@@ -309,9 +315,13 @@ ex_fold_cls_slot = Exercise(
     checker=_check_fold_cls_slot,
     hints=(
         (
-            "new = copy.deepcopy(model); then under torch.no_grad(): add new.pos_embed[:, :1] to "
-            "new.cls_token in place, and set new.pos_embed[:, 0] to zero. Row 0 of embed(x) is "
-            "cls_token + pos_embed[:, 0], so only the sum matters."
+            "Row 0 of `embed(x)` is the CLS token plus the CLS slot of the position table, the same"
+            " sum for every image: only the sum matters, so one of the two can carry all of it."
+        ),
+        (
+            "Work on a `copy.deepcopy` of the model; inside `torch.no_grad()` add slot 0 of "
+            "`pos_embed` to `cls_token` in place (so it stays a Parameter), then set that slot to "
+            "zero."
         ),
     ),
     solution_text="""```python
@@ -405,10 +415,13 @@ ex_resample_hw = Exercise(
     checker=_check_resample_hw,
     hints=(
         (
-            "Split prefix = pos_embed[:, :num_prefix_tokens] from the patch slots; reshape the patch "
-            "slots to (1, g, g, D) and permute to (1, D, g, g); F.interpolate to size=new_hw "
-            "(mode='bicubic', align_corners=False); permute back, reshape to (1, h * w, D), and "
-            "torch.cat([prefix, patches], dim=1)."
+            "Only the patch slots form a grid, so only they can be resized like an image; the "
+            "prefix slots (CLS, registers) have no place in it and are kept as they are."
+        ),
+        (
+            "Split the table into prefix and patch slots; reshape the patch slots into a (1, D, g, "
+            "g) image (channels first); resize it with `F.interpolate` to `new_hw` (bicubic); turn "
+            "it back into (1, h * w, D) row by row; put the prefix slots in front again."
         ),
     ),
     solution_text="""```python
@@ -533,9 +546,13 @@ ex_attention = Exercise(
     checker=_check_masked_attention,
     hints=(
         (
-            "scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]); then "
-            "scores = scores.masked_fill(~mask, float('-inf')); then softmax over the last axis "
-            "(the keys), and multiply by v."
+            "A key that may not be read must get weight exactly 0 after the softmax, while every "
+            "row still sums to 1 over the keys it may read."
+        ),
+        (
+            "Compute the scaled scores as in `attention`; replace the scores where the mask is "
+            "False by minus infinity (`masked_fill`); softmax over the keys (the last axis); "
+            "multiply by v."
         ),
     ),
     solution_text="""```python
@@ -625,9 +642,13 @@ ex_object_mask = Exercise(
     checker=_check_object_only_mask,
     hints=(
         (
-            "Start from torch.ones(B, 1, T, T, dtype=torch.bool); the CLS row is mask[:, 0, 0, :]. "
-            "patch_mask(masks, 4) > 0 gives a (B, 8, 8) map of object patches; .flatten(1) "
-            "turns it into (B, 64) in token order. Keep mask[:, 0, 0, 0] True."
+            "Only the CLS row (query 0) changes: it may read itself and the patches that touch the "
+            "object; every other row stays all True."
+        ),
+        (
+            "Start from an all-True bool mask of shape (B, 1, T, T); get the object patches with "
+            "`patch_mask(masks, 4) > 0`, flatten that (B, 8, 8) map row by row into token order and"
+            " write it into the CLS row after column 0 (which stays True)."
         ),
     ),
     solution_text="""```python
@@ -639,6 +660,12 @@ def object_only_mask(masks, patch_size=4):
     return mask
 ```""",
 )
+
+
+def object_only_mask_reference(masks, patch_size: int = 4):
+    """The series' answer to ex_object_mask, for the cell after the exercise: CLS may read
+    itself and the patches that touch the object; every other token reads everything."""
+    return _reference_object_only_mask(masks, patch_size)
 
 
 # --- 04 ---
@@ -721,8 +748,12 @@ ex_gap_pool = Exercise(
     checker=_check_gap_pool,
     hints=(
         (
-            "tokens is (B, T, D) with the prefix tokens (CLS, registers) first. Keep the patches "
-            "with tokens[:, num_prefix_tokens:] (shape (B, N, D)) and average over dim=1."
+            "GAP averages the patch tokens only: the prefix tokens (CLS, registers) come first in "
+            "the sequence and must not enter the mean."
+        ),
+        (
+            "Slice the prefix tokens off along the token axis (dim 1), then take the mean over that"
+            " same axis, so that one (B, D) vector per image remains."
         ),
     ),
     solution_text="""```python
@@ -781,9 +812,13 @@ ex_saved_parameters = Exercise(
     checker=_check_saved_parameters,
     hints=(
         (
-            "List the tensors that have a slot for the CLS token: the token itself (1, 1, D), and "
-            "row 0 of pos_embed (1, 1 + N, D). Which of them are trained parameters for each "
-            "pos_embed kind? (A 'sincos' table is a buffer.)"
+            "Dropping the CLS token removes every learned number that exists only for it: which "
+            "tensors have a place for the CLS token?"
+        ),
+        (
+            "Count D for the token itself; then ask, for each `pos_embed` kind, whether the "
+            "position table has a learned row for the CLS slot (a 'sincos' table is a fixed buffer,"
+            " 'none' has no table)."
         ),
     ),
     solution_text="""```python

@@ -96,9 +96,10 @@ def add_colorbar(fig, mappable, ax, label="attention weight"):
     return cb
 
 
-def plot_history(history, title="Training"):
+def plot_history(history, title="Training", num_classes: int | None = None):
     """Loss per step (left) and accuracy over training (right): validation accuracy at every
-    evaluation, training accuracy per epoch (plotted at the epoch's last step)."""
+    evaluation and, from two epochs on, training accuracy per epoch (at the epoch's last
+    step); with `num_classes`, a chance line."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
     loss = np.asarray(history.step_loss)
     a1.plot(loss, alpha=0.3, color="C0", label="per step")
@@ -110,11 +111,15 @@ def plot_history(history, title="Training"):
     a1.legend()
     steps_per_epoch = len(loss) // max(1, len(history.epoch))
     epoch_end = [e * steps_per_epoch for e in history.epoch]
-    a2.plot(epoch_end, history.train_acc, "o-", label="train (per epoch)")
+    if len(history.epoch) > 1:  # one point per epoch: a curve only from two epochs on
+        a2.plot(epoch_end, history.train_acc, "o-", label="train (mean over each epoch)")
     if history.val_acc:
         a2.plot(history.val_step, history.val_acc, "s-", ms=4, label="validation")
+    if num_classes:
+        a2.axhline(1 / num_classes, color="gray", ls="--", label=f"chance: 1/{num_classes}")
     a2.set(xlabel="step", ylabel="accuracy", title=f"{title}: accuracy", ylim=(0, 1.02))
-    a2.legend()
+    if a2.get_legend_handles_labels()[0]:
+        a2.legend()
     fig.tight_layout()
     return fig
 

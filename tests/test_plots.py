@@ -41,9 +41,15 @@ def test_history_and_confusion_figures_are_labelled():
         val_seconds=[0.5, 1.0],
         val_acc=[0.4, 0.6],
     )
-    fig = plot_history(h)
-    curve = fig.axes[1].lines[1]  # validation accuracy: one point per evaluation
+    fig = plot_history(h, num_classes=6)
+    lines = {line.get_label(): line for line in fig.axes[1].lines}
+    curve = lines["validation"]  # validation accuracy: one point per evaluation
     assert list(curve.get_xdata()) == [2, 3] and list(curve.get_ydata()) == [0.4, 0.6]
+    assert "chance: 1/6" in lines  # the line every accuracy is read against
+    assert not any(k.startswith("train") for k in lines)  # one epoch: no one-point "curve"
+    two = History(**{**vars(h), "epoch": [1, 2], "train_acc": [0.5, 0.7], "step_loss": [1.0] * 4})
+    labels = [line.get_label() for line in plot_history(two).axes[1].lines]
+    assert any(k.startswith("train") for k in labels)  # from two epochs on, a training curve
     assert [a.get_xlabel() for a in fig.axes] == ["step", "step"]
     assert all(a.get_title() for a in fig.axes)
     fig2 = plot_confusion(np.eye(3, dtype=int) * 5, ["a", "b", "c"])

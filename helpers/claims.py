@@ -1,0 +1,265 @@
+"""The claims index: every claim of the brief, what the series found, and where.
+
+One source of truth for the table that notebook 00 shows (`show_claims()`) and that README.md
+holds between `<!-- claims:start -->` and `<!-- claims:end -->`. After changing a row,
+rewrite the README's copy with
+
+    python -m helpers.claims            # or --check: exit 1 if the README's copy is stale
+
+A row's number must be one that its notebook prints (tests/test_claims.py reads the
+committed outputs); a claim no notebook has tested yet says "not yet tested" and names the
+notebook planned for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+VERDICTS = ("holds", "partly", "does not hold here", "not yet tested")
+START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+
+
+class Claim(NamedTuple):
+    claim: str  # in the brief's words
+    verdict: str  # one of VERDICTS
+    number: str  # the number that decides it, as the notebook prints it
+    where: str  # notebook and section ("planned: ..." when not yet tested)
+
+
+CLAIMS = [
+    Claim(
+        "a learnable embedding added to the beginning of the patch sequence",
+        "holds",
+        "one (1, 1, 64) parameter; sequence (8, 65, 64) with CLS at index 0, equal to "
+        "`model.embed(x)`",
+        "01 §5 Prepending CLS",
+    ),
+    Claim(
+        "acts as a global information aggregator",
+        "holds",
+        "CLS blind to the patches: 16.7% test accuracy (chance 16.7%) vs 98.8%",
+        "03 §5 Cut the roads",
+    ),
+    Claim(
+        "the final CLS token representation is used for classification",
+        "holds",
+        "the head is W LN(CLS) + b, 390 parameters; by hand = `model(x)`",
+        "04 §1 The head reads one token",
+    ),
+    Claim(
+        "the CLS token receives its own positional encoding",
+        "partly",
+        "it gets slot 0, but that slot gets the same gradient as the token (redundant); "
+        "cosine with patch slots from -0.27 to 0.46",
+        "02 §4 What the learned table encodes",
+    ),
+    Claim(
+        "starts as a randomly initialized learnable parameter (`torch.randn`); use truncated "
+        "normal",
+        "partly",
+        "randn: CLS 9.70x a patch row, block 1 moves it by 0.020 of its norm; std 0.02: 0.25x, "
+        "0.745. Published models start small (zeros, 0.02, 1e-6)",
+        "01 §4; training with each: planned for 08",
+    ),
+    Claim(
+        "attends to all patches to gather global information",
+        "partly",
+        "it reads patches, not itself, but mostly the object: 84% of its attention in layer 2 "
+        "(uniform: 19%)",
+        "03 §3 Does CLS look at the object?",
+    ),
+    Claim(
+        "is attended by patches allowing bidirectional information flow",
+        "does not hold here",
+        "patches give CLS 0.003-0.009 of their attention (uniform 0.015); cutting that road: "
+        "98.9% vs 98.8%",
+        "03 §4-5 The CLS column; Cut the roads",
+    ),
+    Claim(
+        "progressively refines its representation through multiple layers",
+        "not yet tested",
+        "",
+        "planned: 05 layers & explanations",
+    ),
+    Claim(
+        "Flexibility: works for images of any size",
+        "partly",
+        "48x48 with a resampled position table: 0.9845 on a canvas, 0.4900 upscaled "
+        "(0.9880 at 32x32); with no table at all 0.9840 on the canvas",
+        "02 §5 Images of another size",
+    ),
+    Claim(
+        "Efficiency: single token for classification vs. pooling all patches",
+        "does not hold here",
+        "CLS adds a token to every layer: 65 instead of 64 (+1.6%); the mean over 64 patches "
+        "costs next to nothing",
+        "04 §4 Do we need a CLS token?",
+    ),
+    Claim(
+        "Interpretability: attention weights show which patches influence decisions",
+        "not yet tested",
+        "",
+        "planned: 05 layers & explanations",
+    ),
+    Claim(
+        "Consistency: aligns with NLP transformer architectures",
+        "not yet tested",
+        "",
+        "planned: 07 DINO, CLIP and NLP",
+    ),
+    Claim(
+        "alternatives: global average pooling, direct patch classification, learnable pooling",
+        "partly",
+        "validation accuracy % over 5 seeds: CLS 85.1 ± 2.9, GAP with no CLS token "
+        "84.6 ± 2.4, MAP with no CLS token 53.0 ± 29.3 (75.2 ± 15.0 with twice the steps); "
+        "direct patch classification not yet tested (planned: 06)",
+        "04 §4-5 Do we need a CLS token? Why does MAP lag?",
+    ),
+    Claim(
+        "early layers: broad, uniform attention across patches",
+        "not yet tested",
+        "",
+        "planned: 05 layers & explanations",
+    ),
+    Claim(
+        "middle layers: focused attention on semantic regions",
+        "not yet tested",
+        "",
+        "planned: 05 layers & explanations",
+    ),
+    Claim(
+        "final layers: task-specific attention patterns",
+        "not yet tested",
+        "",
+        "planned: 05 layers & explanations",
+    ),
+    Claim(
+        "DINO: CLS token for self-supervised learning",
+        "not yet tested",
+        "",
+        "planned: 07 DINO, CLIP and NLP",
+    ),
+    Claim(
+        "CLIP: CLS token represents entire image, aligned with text",
+        "not yet tested",
+        "",
+        "planned: 07 DINO, CLIP and NLP",
+    ),
+    Claim(
+        "DeiT: uses both CLS and distillation tokens",
+        "not yet tested",
+        "",
+        "planned: 06 distillation token, registers, patch classification",
+    ),
+    Claim(
+        "Learning rate: often benefits from different LR than patches",
+        "not yet tested",
+        "",
+        "planned: 08 best practices",
+    ),
+    Claim(
+        "Regularization: apply dropout to CLS token output",
+        "not yet tested",
+        "",
+        "planned: 08 best practices",
+    ),
+    Claim(
+        "Fine-tuning: CLS token adapts quickly to new tasks",
+        "not yet tested",
+        "",
+        "planned: 08 best practices",
+    ),
+    Claim(
+        "can be used for any global task (detection, segmentation with modifications)",
+        "not yet tested",
+        "",
+        "planned: 08 best practices",
+    ),
+    Claim(
+        "only sees patch embeddings, not raw pixels",
+        "holds",
+        "its input to block 1 is the same for 12 different images (spread 0.000); what it "
+        "knows arrives through attention",
+        "01 §6 Before attention, CLS knows nothing",
+    ),
+    Claim(
+        '"CLS token is necessary for ViT" is a misconception: alternative pooling strategies '
+        "exist and can work well",
+        "holds",
+        "GAP with no CLS token 84.6 ± 2.4 vs CLS 85.1 ± 2.9 (validation accuracy % over 5 seeds)",
+        "04 §4 Do we need a CLS token?",
+    ),
+]
+
+
+def check_claims(claims=None) -> None:
+    """Refuse a malformed row, with the fix."""
+    for i, c in enumerate(CLAIMS if claims is None else claims):
+        if c.verdict not in VERDICTS:
+            raise ValueError(f"claim {i + 1}: verdict {c.verdict!r} is not one of {VERDICTS}.")
+        if (c.verdict == "not yet tested") != (not c.number):
+            raise ValueError(
+                f"claim {i + 1}: a tested claim needs the number that decides it, and an "
+                "untested one has none."
+            )
+        if c.verdict == "not yet tested" and not c.where.startswith("planned:"):
+            raise ValueError(f"claim {i + 1}: name the planned notebook ('planned: NN ...').")
+        if "|" in "".join(c):
+            raise ValueError(f"claim {i + 1}: '|' would break the Markdown table.")
+
+
+def claims_table(claims=None) -> str:
+    """The claims index as a Markdown table, in the brief's order."""
+    claims = CLAIMS if claims is None else claims
+    check_claims(claims)
+    lines = [
+        "| # | claim (the brief's words) | verdict | the number that decides it | where |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for i, c in enumerate(claims, 1):
+        lines.append(f"| {i} | {c.claim} | **{c.verdict}** | {c.number or '–'} | {c.where} |")
+    return "\n".join(lines)
+
+
+def show_claims():
+    """The table for a notebook (IPython Markdown)."""
+    from IPython.display import Markdown
+
+    return Markdown(claims_table())
+
+
+def with_table(text: str, table: str | None = None) -> str:
+    """`text` (the README) with the table between the START and END markers replaced."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ValueError(f"the README must hold {START} once, then {END} once.")
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{table or claims_table()}\n{END}{tail}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m helpers.claims", description="Write the claims index into README.md."
+    )
+    p.add_argument("--readme", default=str(Path(__file__).resolve().parent.parent / "README.md"))
+    p.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
+    a = p.parse_args(argv)
+    path = Path(a.readme)
+    text = path.read_text(encoding="utf-8")
+    new = with_table(text)
+    if a.check:
+        if new != text:
+            print(f"{path}: the claims table is stale; run `python -m helpers.claims`.")
+            return 1
+        return 0
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+        print(f"{path}: claims table rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The claims index: one table, the same in README.md and notebook 00, backed by printed numbers."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers.claims import CLAIMS, VERDICTS, Claim, check_claims, claims_table, main, with_table
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMBER = re.compile(r"-?\d+\.\d+%?|\d+%")  # what a notebook prints: 98.8%, 0.020, 57%
+
+
+def notebook_text(prefix: str) -> str:
+    """Every printed text (streams, text/plain) of the committed notebook NN_*.ipynb."""
+    (path,) = ROOT.glob(f"notebooks/{prefix}_*.ipynb")
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            out.append("".join(o.get("text", "")))
+            out.append("".join(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+def test_readme_holds_the_rendered_table():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert with_table(readme) == readme, "README's claims table is stale: python -m helpers.claims"
+    assert main(["--check", "--readme", str(ROOT / "README.md")]) == 0
+
+
+def test_notebook_00_shows_the_table_from_helpers():
+    nb = json.loads((ROOT / "notebooks/00_overview.ipynb").read_text(encoding="utf-8"))
+    cells = [c for c in nb["cells"] if "".join(c["source"]).strip() == "show_claims()"]
+    assert len(cells) == 1
+    shown = [o["data"]["text/markdown"] for o in cells[0]["outputs"] if "data" in o]
+    assert shown and "".join(shown[0]) == claims_table()  # the committed output is current
+
+
+def test_one_row_per_claim_of_the_brief_with_a_valid_verdict():
+    assert len(CLAIMS) == 25
+    assert all(c.verdict in VERDICTS for c in CLAIMS)
+    table = claims_table()
+    assert table.count("\n") == 25 + 1  # header, rule, 25 rows
+    check_claims()
+
+
+@pytest.mark.parametrize("i", range(len(CLAIMS)))
+def test_every_deciding_number_is_printed_by_its_notebook(i):
+    c = CLAIMS[i]
+    if c.verdict == "not yet tested":
+        assert c.where.startswith("planned: 0")
+        return
+    text = notebook_text(c.where[:2])
+    missing = [n for n in NUMBER.findall(c.number) if n.lstrip("-") not in text]
+    assert not missing, f"claim {i + 1}: notebook {c.where[:2]} prints none of {missing}"
+
+
+def test_bad_rows_are_refused():
+    with pytest.raises(ValueError, match="verdict"):
+        check_claims([Claim("x", "true", "1", "01 §1")])
+    with pytest.raises(ValueError, match="number"):
+        check_claims([Claim("x", "holds", "", "01 §1")])
+    with pytest.raises(ValueError, match="planned"):
+        check_claims([Claim("x", "not yet tested", "", "05")])
+    with pytest.raises(ValueError, match="markers|START|claims:start"):
+        with_table("no markers here")

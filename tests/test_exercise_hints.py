@@ -1,0 +1,39 @@
+"""Hints of notebooks 01-04 come in two tiers, the idea then the approach, and never give the code."""
+
+import re
+
+import pytest
+
+from helpers import exercises
+
+EXERCISES = [
+    exercises.ex_prepend_cls,
+    exercises.ex_fold_cls_slot,
+    exercises.ex_resample_hw,
+    exercises.ex_attention,
+    exercises.ex_object_mask,
+    exercises.ex_gap_pool,
+    exercises.ex_saved_parameters,
+]
+
+
+def code_lines(solution: str) -> list[str]:
+    """The statements of a solution's code block, comments and `def`/`return` lines aside."""
+    body = re.search(r"```python\n(.*?)```", solution, re.S).group(1)
+    lines = [ln.split("#")[0].strip() for ln in body.splitlines()]
+    return [ln for ln in lines if len(ln) > 12 and not ln.startswith(("def ", "return "))]
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.name)
+def test_two_tiers_and_no_code(ex, capsys):
+    assert len(ex.hints) == 2, f"{ex.name}: the idea, then the approach"
+    idea, approach = ex.hints
+    assert len(idea) > 40 and len(approach) > 40
+    for line in code_lines(ex.solution_text):
+        assert line not in idea and line not in approach, f"{ex.name} gives away: {line}"
+    assert "```" not in idea + approach
+    ex.hint_reset()
+    ex.hint(), ex.hint(), ex.hint()
+    out = capsys.readouterr().out
+    assert "Hint 1 of 2" in out and "Hint 2 of 2" in out and "solution()" in out
+    ex.hint_reset()
