@@ -19,6 +19,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .attention import (
+    attention_entropy,
+    attention_received,
+    cls_attention,
+    get_attention,
+    mass_on_object,
+    mean_attention_distance,
+    sink_kind,
+)
 from .model import as_images, check_count
 from .runtime import model_device
 
@@ -256,3 +265,48 @@ def curve_area(ks, values) -> float:
         raise ValueError(f"ks must increase, got {ks.tolist()}.")
     x = (ks - ks[0]) / (ks[-1] - ks[0])
     return torch.trapezoid(values, x).item()
+
+
+@torch.no_grad()
+def layer_profile(model, images, labels, masks, batch_size: int = 250) -> dict:
+    """Every per-layer measure of notebook 05 for one model, on images with object masks:
+
+    cls_entropy (L, H): entropy (nats) of the CLS row, per head, mean over images;
+    on_object (L, H): share of the CLS row's patch attention on the object, per head;
+    distance (L, H): mean attention distance of the patch queries in pixels (renormalized);
+    sinks (L, 3): how many images have a CLS / object patch / background patch as the
+    token that receives the most attention (attention.SINK_KINDS);
+    lens (L + 1,): logit-lens accuracy of the CLS token before the first block and after each.
+    """
+    check_count(batch_size)
+    images = _check_images(images)
+    labels = torch.as_tensor(labels).cpu()
+    ps, P = model.cfg.patch_size, model.cfg.num_prefix_tokens
+    sums, n = {}, 0
+    for s in range(0, len(images), batch_size):
+        x, m = images[s : s + batch_size], masks[s : s + batch_size]
+        _, attn = get_attention(model, x)  # (L, b, H, T, T)
+        H = attn.shape[2]
+        part = {
+            "cls_entropy": attention_entropy(attn[:, :, :, 0]).sum(1),
+            "on_object": torch.stack(
+                [
+                    torch.stack(
+                        [mass_on_object(cls_attention(attn, la, h, P), m, ps) for h in range(H)]
+                    )
+                    for la in range(attn.shape[0])
+                ]
+            ).sum(-1),  # (L, H): summed over the images
+            "distance": mean_attention_distance(attn, ps, P) * len(x),
+            "sinks": torch.nn.functional.one_hot(
+                sink_kind(attention_received(attn), m, ps, P), 3
+            ).sum(1),
+        }
+        for k, v in part.items():
+            sums[k] = sums.get(k, 0) + v.double()
+        n += len(x)
+    out = {k: (v / n).float() for k, v in sums.items() if k != "sinks"}
+    out["sinks"] = sums["sinks"].long()
+    cls_states = block_states(model, images, batch_size)[:, :, 0]  # (L + 1, B, D)
+    out["lens"] = (logit_lens(model, cls_states).argmax(-1) == labels).float().mean(1)
+    return out

@@ -8,6 +8,7 @@ from helpers.probes import (
     curve_area,
     deletion_curve,
     fit_probe,
+    layer_profile,
     logit_lens,
     mean_tokens,
     probe_accuracy,
@@ -126,3 +127,36 @@ def test_rank_patches_is_stable_and_curve_area():
         curve_area([0, 8, 4], [1, 1, 1])
     with pytest.raises(ValueError, match="at least two"):
         curve_area([0], [1])
+
+
+def test_layer_profile_shapes_and_agreement():
+    from helpers.attention import attention_entropy, get_attention, mean_attention_distance
+    from helpers.data import ShapesDataset
+
+    ds = ShapesDataset("test", n=6)
+    x, y = ds.batch(torch.arange(6))
+    m = build(**SMALL)
+    prof = layer_profile(m, x, y, ds.masks, batch_size=4)  # two batches of unequal size
+    L, H = SMALL["depth"], SMALL["num_heads"]
+    for key in ("cls_entropy", "on_object", "distance"):
+        assert prof[key].shape == (L, H)
+    assert prof["sinks"].shape == (L, 3) and (prof["sinks"].sum(1) == 6).all()
+    assert prof["lens"].shape == (L + 1,)
+    logits, attn = get_attention(m, x)
+    torch.testing.assert_close(prof["cls_entropy"], attention_entropy(attn[:, :, :, 0]).mean(1))
+    torch.testing.assert_close(prof["distance"], mean_attention_distance(attn, 4))
+    assert prof["lens"][-1] == (logits.argmax(-1) == y).float().mean()
+
+
+def test_plot_layer_heads_draws_a_dot_per_head():
+    import matplotlib.pyplot as plt
+
+    from helpers.plots import plot_layer_heads
+
+    fig, ax = plt.subplots()
+    plot_layer_heads(ax, torch.rand(4, 3), reference=0.5, ref_label="uniform", ylabel="y")
+    assert len(ax.collections) == 3 + 1  # a scatter per head, plus the legend's marker
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 12
+    with pytest.raises(ValueError, match="layers, heads"):
+        plot_layer_heads(ax, torch.rand(4))
+    plt.close(fig)
