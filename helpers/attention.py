@@ -211,14 +211,19 @@ def mean_attention_distance(
     check_attn(attn)
     if prefix not in PREFIX_CONVENTIONS:
         raise ValueError(f"prefix must be one of {PREFIX_CONVENTIONS}, got {prefix!r}.")
-    p = attn[..., num_prefix_tokens:, num_prefix_tokens:]  # (L, B, H, N, N)
-    if prefix == "renormalize":
-        p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
-    g = int(round(p.shape[-1] ** 0.5))
-    if g * g != p.shape[-1]:
-        raise ValueError(f"{p.shape[-1]} patch tokens do not form a square grid.")
-    dist = _patch_distances(g, patch_size).to(p)  # (N, N) in pixels
-    return (p * dist).sum(-1).mean(dim=(1, 3))  # (L, H)
+    N = attn.shape[-1] - num_prefix_tokens
+    g = int(round(N**0.5))
+    if g * g != N:
+        raise ValueError(f"{N} patch tokens do not form a square grid.")
+    dist = _patch_distances(g, patch_size).to(attn)  # (N, N) in pixels
+    out = []
+    for a in attn:  # one layer at a time: a fraction of the memory of all at once
+        p = a[..., num_prefix_tokens:, num_prefix_tokens:]  # (B, H, N, N)
+        d = (p * dist).sum(-1)  # (B, H, N): attention-weighted distance of each query
+        if prefix == "renormalize":
+            d = d / p.sum(-1).clamp_min(1e-12)  # as if each row were renormalized
+        out.append(d.mean(dim=(0, 2)))  # (H,)
+    return torch.stack(out)  # (L, H)
 
 
 def uniform_attention_distance(grid_size: int, patch_size: int) -> float:
