@@ -255,8 +255,9 @@ def deletion_curve(
 
 
 def curve_area(ks, values) -> float:
-    """Area under a curve over the fraction removed, k / max(ks), by the trapezoid rule:
-    the mean height over [0, max(ks)]. A deletion curve that falls fast has a small area."""
+    """Area under a curve by the trapezoid rule, with ks rescaled to [0, 1] (for ks from 0
+    to N: the fraction of patches removed); that is the curve's mean height between the first
+    and the last k. A deletion curve that falls fast has a small area."""
     ks = torch.as_tensor(ks, dtype=torch.float64)
     values = torch.as_tensor(values, dtype=torch.float64)
     if ks.ndim != 1 or len(ks) < 2 or values.shape != ks.shape:
