@@ -187,19 +187,116 @@ def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
     return -(attn * attn.clamp_min(1e-12).log()).sum(-1)
 
 
+PREFIX_CONVENTIONS = ("renormalize", "zero")
+
+
+def _patch_distances(g: int, patch_size: int) -> torch.Tensor:
+    """Pixel distances between the centres of the patches of a g x g grid: (N, N)."""
+    ys, xs = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
+    pos = torch.stack([ys.flatten(), xs.flatten()], -1).double() * patch_size  # (N, 2)
+    return torch.cdist(pos, pos)
+
+
 def mean_attention_distance(
-    attn: torch.Tensor, patch_size: int, num_prefix_tokens: int = 1
+    attn: torch.Tensor, patch_size: int, num_prefix_tokens: int = 1, prefix: str = "renormalize"
 ) -> torch.Tensor:
     """Mean distance in pixels between a patch query and the patches it attends to, weighted
     by attention (the ViT paper's Fig. 7), averaged over queries and images: (layers, heads).
 
-    Only patch-to-patch attention counts; each row is renormalized over the patches.
+    Only patch queries count. prefix: what to do with the weight a patch puts on CLS (and
+    registers), which has no position: "renormalize" (the default) drops it and renormalizes
+    each row over the patches; "zero" counts it as distance 0, as public reproductions of
+    Fig. 7 do (a head that reads mostly CLS then looks "local").
     """
     check_attn(attn)
-    p = attn[..., num_prefix_tokens:, num_prefix_tokens:]  # (L, B, H, N, N)
-    p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
-    g = int(round(p.shape[-1] ** 0.5))
-    ys, xs = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
-    pos = torch.stack([ys.flatten(), xs.flatten()], -1).to(p) * patch_size  # (N, 2)
-    dist = torch.cdist(pos, pos)  # (N, N) in pixels
-    return (p * dist).sum(-1).mean(dim=(1, 3))  # (L, H)
+    if prefix not in PREFIX_CONVENTIONS:
+        raise ValueError(f"prefix must be one of {PREFIX_CONVENTIONS}, got {prefix!r}.")
+    N = attn.shape[-1] - num_prefix_tokens
+    g = int(round(N**0.5))
+    if g * g != N:
+        raise ValueError(f"{N} patch tokens do not form a square grid.")
+    dist = _patch_distances(g, patch_size).to(attn)  # (N, N) in pixels
+    out = []
+    for a in attn:  # one layer at a time: a fraction of the memory of all at once
+        p = a[..., num_prefix_tokens:, num_prefix_tokens:]  # (B, H, N, N)
+        d = (p * dist).sum(-1)  # (B, H, N): attention-weighted distance of each query
+        if prefix == "renormalize":
+            d = d / p.sum(-1).clamp_min(1e-12)  # as if each row were renormalized
+        out.append(d.mean(dim=(0, 2)))  # (H,)
+    return torch.stack(out)  # (L, H)
+
+
+def uniform_attention_distance(grid_size: int, patch_size: int) -> float:
+    """What `mean_attention_distance` gives for uniform attention over the patches of a
+    grid_size x grid_size grid: the mean distance between two patches (self included)."""
+    check_count(grid_size, "grid_size"), check_count(patch_size, "patch_size")
+    return _patch_distances(grid_size, patch_size).mean().item()
+
+
+def attention_received(attn: torch.Tensor) -> torch.Tensor:
+    """How much attention each token receives from the *other* tokens: (layers, B, T).
+
+    The mean over heads and over every query but the token itself of the weight on it (a
+    token's weight on itself is left out, so that a token that only reads itself is not a
+    sink). Uniform attention gives every token 1 / T; an attention sink gets far more.
+    """
+    check_attn(attn)
+    a = attn.mean(2)  # (L, B, T, T): mean over heads
+    T = a.shape[-1]
+    off = a * (1 - torch.eye(T, dtype=a.dtype, device=a.device))
+    return off.sum(-2) / (T - 1)  # (L, B, T): column sums without the diagonal
+
+
+SINK_KINDS = ("CLS", "object patch", "background patch")
+
+
+def sink_kind(
+    received: torch.Tensor, masks: torch.Tensor, patch_size: int, num_prefix_tokens: int = 1
+) -> torch.Tensor:
+    """Which kind of token receives the most attention, per layer and image: (layers, B),
+    0 = a prefix token (CLS), 1 = a patch that touches the object, 2 = a background patch
+    (names in SINK_KINDS). received: (layers, B, T) from `attention_received`."""
+    if not isinstance(received, torch.Tensor) or received.ndim != 3:
+        raise ValueError("received must be (layers, B, T), as attention_received returns it.")
+    on = (patch_mask(masks, patch_size) > 0).flatten(1)  # (B, N)
+    if on.shape != (received.shape[1], received.shape[2] - num_prefix_tokens):
+        raise ValueError(
+            f"received {tuple(received.shape)} and masks {tuple(masks.shape)} (patch size "
+            f"{patch_size}) must describe the same images on the same grid."
+        )
+    top = received.argmax(-1)  # (L, B)
+    patch = (top - num_prefix_tokens).clamp_min(0)
+    on_obj = on.gather(1, patch.T).T  # (L, B)
+    return torch.where(top < num_prefix_tokens, 0, torch.where(on_obj, 1, 2))
+
+
+def gradient_rollout(
+    model, images: torch.Tensor, target: torch.Tensor | None = None, batch_size: int = 250
+) -> torch.Tensor:
+    """Gradient-weighted attention rollout (Chefer, Gur & Wolf, ICCV 2021, "Generic
+    Attention-model Explainability"): the CLS token's relevance map over the patches, (B, g, g).
+
+    Per layer, A_bar = mean over heads of relu(grad * A), where grad is the gradient of the
+    target logit (default: the predicted class) with respect to the attention weights A;
+    then R = I, R <- R + A_bar @ R through the layers, and the map is R's CLS row.
+    """
+    check_count(batch_size)
+    model = adapt(model).eval()
+    device = model_device(model)
+    maps = []
+    for s in range(0, len(images), batch_size):
+        x = images[s : s + batch_size].to(device)
+        with torch.enable_grad():
+            logits, attns = model(x, return_attention=True)  # [(b, H, T, T)] per layer
+            for a in attns:
+                a.retain_grad()
+            cls = logits.argmax(-1) if target is None else target[s : s + batch_size].to(device)
+            logits.gather(1, cls[:, None]).sum().backward()
+        T = attns[0].shape[-1]
+        R = torch.eye(T, device=device).expand(len(x), T, T).clone()  # (b, T, T)
+        for a in attns:
+            a_bar = (a.grad * a).clamp_min(0).mean(1).detach()  # (b, T, T)
+            R = R + a_bar @ R
+        maps.append(token_map(R[:, 0], model.cfg.num_prefix_tokens).cpu())
+        model.zero_grad(set_to_none=True)
+    return torch.cat(maps)

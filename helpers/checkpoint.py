@@ -190,3 +190,63 @@ def load_weights(model: VisionTransformer, path) -> dict:
     check_state_dict(model.state_dict(), payload["state_dict"], path)
     model.load_state_dict(payload["state_dict"])
     return payload["meta"]
+
+
+SNAPSHOTS_FORMAT = "inside-the-cls-token/vit-snapshots"
+
+
+def save_snapshots(cfg: ViTConfig, states: dict, path, meta: dict | None = None) -> Path:
+    """Write the weights of one model at several training steps to one file, atomically.
+
+    states: {step: state_dict}, all for a model built from `cfg` (as train()'s callback sees
+    it); read back with `load_snapshots`.
+    """
+    if not states:
+        raise ValueError("no snapshots to save: pass {step: state_dict} with at least one step.")
+    payload = {
+        "format": SNAPSHOTS_FORMAT,
+        "version": VERSION,
+        "config": cfg.to_dict(),
+        "state_dicts": {
+            str(int(step)): {k: v.detach().cpu() for k, v in sd.items()}
+            for step, sd in sorted(states.items())
+        },
+        "meta": json.loads(json.dumps(meta or {})),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write(path, buf.getvalue())
+
+
+def load_snapshots(path, device: torch.device | str = "cpu") -> tuple[dict, dict]:
+    """({step: model in eval mode}, meta) from a file written by `save_snapshots` (the command
+    `python -m helpers.train --snapshots 50,150,450 --out FILE` makes one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no snapshot file at {path}: check the path, or rebuild it with "
+            f"`python -m helpers.train --snapshots 50,150,450 --out {path}`."
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"{path} is not a readable snapshot file of this project ({type(e).__name__}); "
+            f"write it again with `python -m helpers.train --snapshots ...`."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != SNAPSHOTS_FORMAT:
+        hint = (
+            " (a single checkpoint: use load_checkpoint)"
+            if isinstance(payload, dict) and (payload.get("format") == FORMAT)
+            else ""
+        )
+        raise ValueError(f"{path} is not a snapshot file of this project{hint}.")
+    cfg = ViTConfig(**payload["config"])
+    models = {}
+    for step, state in payload["state_dicts"].items():
+        with torch.device("meta"):
+            model = VisionTransformer(cfg)
+        check_state_dict(model.state_dict(), state, path)
+        model.load_state_dict(state, assign=True)
+        models[int(step)] = model.to(device).eval()
+    return models, payload["meta"]

@@ -145,3 +145,25 @@ def plot_confusion(cm, classes, title="Confusion matrix (test set)"):
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="images")
     fig.tight_layout()
     return fig
+
+
+def plot_layer_heads(ax, values, reference=None, ref_label=None, ylabel=None, title=None):
+    """One dot per head, layer on the x-axis (the style of the ViT paper's Fig. 7), the mean
+    over heads as a line, and an optional dashed reference (e.g. uniform attention).
+
+    values: (layers, heads) numbers, e.g. from mean_attention_distance."""
+    v = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if v.ndim != 2:
+        raise ValueError(f"values must be (layers, heads), got shape {v.shape}.")
+    L, H = v.shape
+    offsets = (np.arange(H) - (H - 1) / 2) * min(0.08, 0.5 / H)  # heads side by side
+    for h in range(H):
+        ax.scatter(np.arange(L) + offsets[h], v[:, h], s=45, color="C0", alpha=0.7, zorder=3)
+    ax.plot(np.arange(L), v.mean(1), "-", color="C0", lw=2, label="mean of the heads")
+    ax.scatter([], [], s=45, color="C0", alpha=0.7, label="one head")
+    if reference is not None:
+        ax.axhline(reference, color="gray", ls="--", label=ref_label or "reference")
+    ax.set_xticks(range(L))
+    ax.set(xlabel="layer", ylabel=ylabel, title=title)
+    ax.legend(loc="best")
+    return ax

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, save_checkpoint
+from .checkpoint import atomic_write, save_checkpoint, save_snapshots
 from .data import SPLITS, ShapesDataset
 from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
 from .progress import progress_bar
@@ -251,6 +251,51 @@ def train(
     return hist
 
 
+class _LastSnapshot(Exception):
+    """Raised by the snapshot callback after the last requested step: training stops there."""
+
+
+def _train_snapshots(model, train_ds, test_ds, tcfg, steps, out) -> dict:
+    """Train with the full recipe's schedule, keep the weights at each of `steps`, and stop
+    after the last one (the steps before it are exactly those of the full run)."""
+    states = {}
+
+    def keep(step, m):
+        if step in steps:
+            states[step] = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+            if step == steps[-1]:
+                raise _LastSnapshot
+
+    start = time.perf_counter()
+    try:
+        train(model, train_ds, None, tcfg, callback=keep)
+    except _LastSnapshot:
+        pass
+    seconds = time.perf_counter() - start
+    accuracy = {}
+    for step, state in states.items():
+        model.load_state_dict(state)
+        accuracy[str(step)] = round(evaluate(model, test_ds), 4)
+    return {
+        "snapshot_test_accuracy": accuracy,
+        "train_seconds": round(seconds, 1),
+        "states": states,
+    }
+
+
+def parse_steps(text: str) -> list[int]:
+    """ "50,150,450" -> [50, 150, 450]: distinct optimizer steps >= 1, in increasing order."""
+    try:
+        steps = sorted({int(t) for t in str(text).split(",") if t.strip()})
+    except ValueError:
+        raise ValueError(
+            f"--snapshots takes whole numbers separated by commas, e.g. 50,150,450; got {text!r}."
+        ) from None
+    if not steps or steps[0] < 1:
+        raise ValueError(f"--snapshots needs steps >= 1, e.g. 50,150,450; got {text!r}.")
+    return steps
+
+
 def confusion_matrix(model, dataset, num_classes: int | None = None, batch_size: int = 500):
     """Counts (classes, classes): row = true class, column = predicted class."""
     pred, y = predictions(model, dataset, batch_size)
@@ -274,6 +319,14 @@ def main(argv=None) -> dict:
     for name in ("embed_dim", "depth", "num_heads"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ViTConfig, name))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--snapshots",
+        default=None,
+        metavar="STEPS",
+        help="comma-separated optimizer steps, e.g. 50,150,450: --out then holds the weights "
+        "at each of these steps (helpers.checkpoint.load_snapshots) instead of the final model; "
+        "training follows the full recipe's schedule and stops after the last of them",
+    )
     a = p.parse_args(argv)
     # Every check before any work: a bad number or path costs nothing and destroys nothing.
     out = Path(a.out)
@@ -286,6 +339,10 @@ def main(argv=None) -> dict:
         p.error(f"cannot write {out}: its folder {out.parent} does not exist (create it first).")
     if a.threads < 0:
         p.error(f"--threads must be >= 0, got {a.threads}.")
+    try:
+        steps = parse_steps(a.snapshots) if a.snapshots is not None else None
+    except ValueError as e:
+        p.error(str(e))
     try:
         tcfg = TrainConfig(**{k: getattr(a, k) for k in asdict(TrainConfig()) if k != "n_train"})
         mcfg = ViTConfig(
@@ -301,17 +358,15 @@ def main(argv=None) -> dict:
         p.error(str(e))
     if tcfg.batch_size > SPLITS["train"][1]:
         p.error(f"--batch-size {tcfg.batch_size} is larger than the {SPLITS['train'][1]} images.")
+    total = SPLITS["train"][1] // tcfg.batch_size * tcfg.epochs
+    if steps and steps[-1] > total:
+        p.error(f"--snapshots step {steps[-1]} is past the last step ({total}) of this run.")
     if a.threads:
         torch.set_num_threads(a.threads)
     seed_everything(tcfg.seed)
     model = VisionTransformer(mcfg)
     train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))
-    hist = train(model, train_ds, val_ds, tcfg)
-    test_acc = evaluate(model, test_ds)
-    meta = {
-        "test_accuracy": round(test_acc, 4),
-        "val_accuracy": round(hist.val_acc[-1], 4),
-        "train_seconds": round(hist.seconds[-1], 1),
+    common = {
         "parameters": count_parameters(model),
         "train_config": asdict(tcfg),
         "dataset": "shapes-in-clutter (helpers.data), seed 0, 20k train / 2k val / 2k test",
@@ -320,6 +375,21 @@ def main(argv=None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
         "command": "python -m helpers.train "
         + " ".join(argv if argv is not None else os.sys.argv[1:]),
+    }
+    if steps:
+        meta = _train_snapshots(model, train_ds, test_ds, tcfg, steps, out)
+        meta.update(common)
+        save_snapshots(model.cfg, meta.pop("states"), out, meta)
+        atomic_write(record, (json.dumps(meta, indent=2) + "\n").encode())
+        print(f"test accuracy at steps {meta['snapshot_test_accuracy']} -> {out}")
+        return meta
+    hist = train(model, train_ds, val_ds, tcfg)
+    test_acc = evaluate(model, test_ds)
+    meta = {
+        "test_accuracy": round(test_acc, 4),
+        "val_accuracy": round(hist.val_acc[-1], 4),
+        "train_seconds": round(hist.seconds[-1], 1),
+        **common,
     }
     save_checkpoint(model, out, meta)
     atomic_write(record, (json.dumps(meta, indent=2) + "\n").encode())
