@@ -1,4 +1,4 @@
-.PHONY: lab setup test benchmark checkpoint
+.PHONY: lab setup test benchmark checkpoint data
 
 lab: setup  ## set up (first time) and open the series in JupyterLab
 	bash scripts/lab.sh
@@ -17,3 +17,17 @@ benchmark:  ## print the speed and memory tables of the README
 
 checkpoint:  ## rebuild the shipped checkpoint (about 3 minutes on 2 CPU cores)
 	.venv/bin/python -m helpers.train --out data/vit_shapes.pt
+
+PY := .venv/bin/python
+R := data/rebuilt
+data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour on 2 CPU cores)
+	mkdir -p $(R)
+	$(PY) -m helpers.train --out $(R)/vit_shapes.pt --force
+	$(PY) -m helpers.train --depth 8 --out $(R)/vit_shapes_depth8.pt --threads 1 --force
+	$(PY) -m helpers.train --snapshots 40,120,400 --out $(R)/vit_shapes_snapshots.pt --threads 1 --force
+	$(PY) -m helpers.pos_embed_study --threads 1 --out $(R)/pos_embed_runs.json --force
+	$(PY) -m helpers.pooling_study --threads 1 --out $(R)/pooling_runs.json --force
+	$(PY) -m helpers.distill teacher --out $(R)/cnn_teacher.pt --epochs 8 --threads 1 --force
+	$(PY) -m helpers.distill student --teacher data/cnn_teacher.pt --out $(R)/deit_student.pt --epochs 4 --threads 1 --force
+	for r in 0 1 4; do $(PY) -m helpers.distill vit --reg-tokens $$r --out $(R)/vit_reg$$r.pt --epochs 4 --threads 1 --force; done
+	$(PY) -m helpers.tokens --out $(R)/patch_vs_cls.json --threads 1 --force

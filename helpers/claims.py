@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from .checkpoint import atomic_write
+
 VERDICTS = ("holds", "partly", "does not hold here", "not yet tested")
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 
@@ -80,9 +82,10 @@ CLAIMS = [
     ),
     Claim(
         "progressively refines its representation through multiple layers",
-        "not yet tested",
-        "",
-        "planned: 05 layers & explanations",
+        "holds",
+        "a linear probe reads the class from CLS after each block: 0.16 -> 0.88 -> 0.96 -> "
+        "0.97 -> 0.98 (input, then blocks 0-3)",
+        "05 §5 Is the CLS token refined through the layers?",
     ),
     Claim(
         "Flexibility: works for images of any size",
@@ -100,9 +103,11 @@ CLAIMS = [
     ),
     Claim(
         "Interpretability: attention weights show which patches influence decisions",
-        "not yet tested",
-        "",
-        "planned: 05 layers & explanations",
+        "partly",
+        "deleting the patches a map ranks first (area under the accuracy curve, lower is "
+        "better): raw attention 0.34, rollout 0.23, gradient rollout 0.26, vs random 0.71; "
+        "the object mask 0.21 beats every map",
+        "05 §7 Is attention an explanation?",
     ),
     Claim(
         "Consistency: aligns with NLP transformer architectures",
@@ -115,26 +120,29 @@ CLAIMS = [
         "partly",
         "validation accuracy % over 5 seeds: CLS 85.1 ± 2.9, GAP with no CLS token "
         "84.6 ± 2.4, MAP with no CLS token 53.0 ± 29.3 (75.2 ± 15.0 with twice the steps); "
-        "direct patch classification not yet tested (planned: 06)",
-        "04 §4-5 Do we need a CLS token? Why does MAP lag?",
+        "direct patch classification 82.4 ± 1.6 vs CLS 77.5 ± 5.4 (test %, 3 seeds, 06's budget)",
+        "04 §4-5 Do we need a CLS token? Why does MAP lag?; 06 §5 Classifying every patch",
     ),
     Claim(
         "early layers: broad, uniform attention across patches",
-        "not yet tested",
-        "",
-        "planned: 05 layers & explanations",
+        "does not hold here",
+        "the early CLS row is the focused one: entropy early 1.09 vs final 2.29 nats "
+        "(uniform 4.17); every head's distance within 1.2 px of uniform (16.5 px)",
+        "05 §2 How broad is each layer's attention?",
     ),
     Claim(
         "middle layers: focused attention on semantic regions",
-        "not yet tested",
-        "",
-        "planned: 05 layers & explanations",
+        "partly",
+        "CLS share on the object: middle 0.82, but early 0.81 already (final 0.63, uniform "
+        "0.19); one-object images have no parts to tell apart",
+        "05 §2 How broad is each layer's attention?",
     ),
     Claim(
         "final layers: task-specific attention patterns",
-        "not yet tested",
-        "",
-        "planned: 05 layers & explanations",
+        "does not hold here",
+        "the head reads the class from CLS before the last block: logit lens 0.92 before, "
+        "0.98 after; the 8-block model: 0.98 at half depth",
+        "05 §5 Is the CLS token refined through the layers?; 05 §4 Does it depend on the model?",
     ),
     Claim(
         "DINO: CLS token for self-supervised learning",
@@ -150,9 +158,12 @@ CLAIMS = [
     ),
     Claim(
         "DeiT: uses both CLS and distillation tokens",
-        "not yet tested",
-        "",
-        "planned: 06 distillation token, registers, patch classification",
+        "partly",
+        "the second token works as a read-out (test %: CLS head 97.5, distillation head 97.7, "
+        "both 97.6; DeiT-B 83.0 / 83.1 / 83.4) but learns nothing measurable from a teacher "
+        "that agrees with the labels: no teacher 98.4; CLS and DIST end alike, cosine 0.99 "
+        "(DeiT-B 0.93)",
+        "06 §2-3 A CNN teacher; Do the two tokens become the same token?",
     ),
     Claim(
         "Learning rate: often benefits from different LR than patches",
@@ -256,7 +267,7 @@ def main(argv=None) -> int:
             return 1
         return 0
     if new != text:
-        path.write_text(new, encoding="utf-8")
+        atomic_write(path, new.encode("utf-8"))
         print(f"{path}: claims table rewritten")
     return 0
 

@@ -259,9 +259,12 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default="data/patch_vs_cls.json")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--force", action="store_true", help="replace an existing results file")
     a = p.parse_args(argv)
     if Path(a.out).suffix != ".json" or not Path(a.out).parent.is_dir():
         p.error(f"--out {a.out} must be a .json file in an existing folder.")
+    if Path(a.out).exists() and not a.force:
+        p.error(f"{a.out} exists: pass --force to replace it, or choose another --out.")
     if len(a.seeds) < 1 or a.threads < 0:
         p.error("give at least one seed, and --threads >= 0.")
     if a.threads:

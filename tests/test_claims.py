@@ -52,9 +52,11 @@ def test_every_deciding_number_is_printed_by_its_notebook(i):
     if c.verdict == "not yet tested":
         assert c.where.startswith("planned: 0")
         return
-    text = notebook_text(c.where[:2])
+    where = re.findall(r"(?:^|; )(0\d) §", c.where)  # "04 §4 ...; 06 §5 ...": 04 and 06
+    assert where and c.where.startswith(where[0]), f"claim {i + 1}: name the notebook first"
+    text = "\n".join(notebook_text(nb) for nb in where)
     missing = [n for n in NUMBER.findall(c.number) if n.lstrip("-") not in text]
-    assert not missing, f"claim {i + 1}: notebook {c.where[:2]} prints none of {missing}"
+    assert not missing, f"claim {i + 1}: notebooks {where} print none of {missing}"
 
 
 def test_bad_rows_are_refused():

@@ -348,3 +348,13 @@ def test_records_hold_the_rebuild_commands():
             continue
         record = json.loads(path.with_suffix(".json").read_text())
         assert record["command"].replace(" --force", "") == command
+
+
+def test_patch_study_refuses_to_replace_its_results_without_force(tmp_path, capsys):
+    from helpers import tokens
+
+    out = tmp_path / "runs.json"
+    out.write_text("{}")
+    with pytest.raises(SystemExit):
+        tokens.main(["--out", str(out)])
+    assert "--force" in capsys.readouterr().err and out.read_text() == "{}"
