@@ -50,6 +50,21 @@ def atomic_write(path, data: bytes) -> Path:
     return path
 
 
+def output_problem(path, suffix: str, force: bool = False) -> str | None:
+    """Why a command must not write its result to `path`, or None: the wrong suffix, a file
+    that exists (without `force`), or a folder that does not exist. Checked before any work,
+    so a bad path costs nothing and destroys nothing."""
+    path = Path(path)
+    if path.suffix != suffix:
+        extra = " (the record is written next to it as .json)" if suffix == ".pt" else ""
+        return f"--out {path} must end in {suffix}{extra}."
+    if path.exists() and not force:
+        return f"{path} exists: pass --force to replace it, or choose another --out."
+    if path.is_dir() or not path.parent.is_dir():
+        return f"cannot write {path}: its folder {path.parent} does not exist (create it first)."
+    return None
+
+
 def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) -> Path:
     """Write model weights + config (+ meta) to `path`, atomically (see atomic_write)."""
     payload = {

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, read_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, output_problem, read_checkpoint, save_checkpoint
 from .data import ShapesDataset
 from .model import VisionTransformer, ViTConfig, make_config, sincos_2d, trunc_normal_, uniform_
 from .paths import DATA_DIR, data_file
@@ -327,12 +327,8 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args(argv)
     out = Path(a.out)
-    if out.suffix != ".pt":
-        p.error(f"--out {out} must end in .pt (the record is written next to it as .json).")
-    if out.exists() and not a.force:
-        p.error(f"{out} exists: pass --force to replace it, or choose another --out.")
-    if not out.parent.is_dir():
-        p.error(f"cannot write {out}: its folder {out.parent} does not exist (create it first).")
+    if problem := output_problem(out, ".pt", a.force):
+        p.error(problem)
     if a.reg_tokens < 0 or a.threads < 0 or a.depth < 1:
         p.error("--reg-tokens and --threads must be >= 0, --depth >= 1.")
     if a.kind == "student" and not Path(a.teacher).is_file():

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, output_problem
 from .data import ShapesDataset
 from .experiments import compare_configs, summarize_runs
 from .model import ViTConfig
@@ -133,12 +133,8 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args(argv)
     out = Path(a.out)
-    if out.suffix != ".json":
-        p.error(f"--out {out} must end in .json.")
-    if out.exists() and not a.force:
-        p.error(f"{out} exists: pass --force to replace it, or choose another --out.")
-    if out.is_dir() or not out.parent.is_dir():
-        p.error(f"cannot write {out}: its folder {out.parent} does not exist (create it first).")
+    if problem := output_problem(out, ".json", a.force):
+        p.error(problem)
     for name in ("seeds", "lag_seeds"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}.")

@@ -16,15 +16,15 @@ import json
 import os
 import platform
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, output_problem
 from .data import ShapesDataset
 from .experiments import format_table, summarize_runs
-from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
+from .model import VisionTransformer, ViTConfig, as_images, count_parameters
+from .probes import block_states
 from .progress import progress_bar
 from .runtime import model_device, seed_everything
 from .train import TrainConfig, evaluate, train
@@ -37,22 +37,13 @@ def num_prefix(model) -> int:
 
 @torch.no_grad()
 def hidden_states(model, images, batch_size: int = 500) -> torch.Tensor:
-    """Every token at every depth, (L + 2, B, T, D): the blocks' input (layer 0), the output
-    of each block (1..L), and last the final tokens after `model.norm` (what the heads read)."""
-    check_count(batch_size)
-    images = as_images(images)
-    model.eval()
+    """Every token at every depth, (L + 2, B, T, D), on the CPU: helpers.probes.block_states
+    (the blocks' input, then the output of each block), and last the final tokens after
+    `model.norm` (what the heads read)."""
+    states = block_states(model, images, batch_size)  # (L + 1, B, T, D)
     device = model_device(model)
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = model.embed(images[start : start + batch_size].to(device))  # (B, T, D)
-        states = [x]
-        for block in model.blocks:
-            x = block(x)  # (B, T, D)
-            states.append(x)
-        states.append(model.norm(x))
-        out.append(torch.stack(states).cpu())  # (L + 2, B, T, D)
-    return torch.cat(out, dim=1)
+    final = torch.cat([model.norm(s.to(device)).cpu() for s in states[-1].split(batch_size)])
+    return torch.cat([states, final[None]])  # (L + 2, B, T, D)
 
 
 def token_norms(model, images) -> torch.Tensor:
@@ -261,10 +252,8 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--force", action="store_true", help="replace an existing results file")
     a = p.parse_args(argv)
-    if Path(a.out).suffix != ".json" or not Path(a.out).parent.is_dir():
-        p.error(f"--out {a.out} must be a .json file in an existing folder.")
-    if Path(a.out).exists() and not a.force:
-        p.error(f"{a.out} exists: pass --force to replace it, or choose another --out.")
+    if problem := output_problem(a.out, ".json", a.force):
+        p.error(problem)
     if len(a.seeds) < 1 or a.threads < 0:
         p.error("give at least one seed, and --threads >= 0.")
     if a.threads:

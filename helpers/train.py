@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, save_checkpoint, save_snapshots
+from .checkpoint import atomic_write, output_problem, save_checkpoint, save_snapshots
 from .data import SPLITS, ShapesDataset
 from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
 from .progress import progress_bar
@@ -331,12 +331,8 @@ def main(argv=None) -> dict:
     # Every check before any work: a bad number or path costs nothing and destroys nothing.
     out = Path(a.out)
     record = out.with_suffix(".json")
-    if out.suffix != ".pt":
-        p.error(f"--out {out} must end in .pt (the record is written next to it as {record}).")
-    if out.exists() and not a.force:
-        p.error(f"{out} exists: pass --force to replace it, or choose another --out.")
-    if out.is_dir() or not out.parent.is_dir():
-        p.error(f"cannot write {out}: its folder {out.parent} does not exist (create it first).")
+    if problem := output_problem(out, ".pt", a.force):
+        p.error(problem)
     if a.threads < 0:
         p.error(f"--threads must be >= 0, got {a.threads}.")
     try:
