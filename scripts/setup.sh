@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Set up the series in ./.venv: PyTorch, then `pip install -e ".[lab]"` (pyproject.toml holds
 # the one list of dependencies). `--dev` installs ".[dev]" instead (the tests, ruff,
-# Playwright), timm, and Debian's chromium (browser test) and shellcheck (lint of the scripts).
+# Playwright, the site's builder), timm, MathJax for the site (npm, into .vendor/) and Debian's
+# chromium (browser test) and shellcheck (lint of the scripts). `--site` installs only what
+# `make site` needs: ".[lab,site]" and MathJax.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEV=0
-[ "${1:-}" = "--dev" ] && DEV=1
+SITE=0
+[ "${1:-}" = "--dev" ] && DEV=1 && SITE=1
+[ "${1:-}" = "--site" ] && SITE=1
+MATHJAX_VERSION=3.2.2  # scripts/build_site.py copies its es5/tex-svg-full.js into the site
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $("$PY" --version)"
@@ -24,6 +29,8 @@ if [ "$DEV" = 1 ]; then
   "${PIP[@]}" -e ".[dev]"
   # --no-deps: timm's torchvision dependency pins one exact torch build.
   "${PIP[@]}" --no-deps "timm==1.0.31"
+elif [ "$SITE" = 1 ]; then
+  "${PIP[@]}" -e ".[lab,site]"
 else
   "${PIP[@]}" -e ".[lab]"
 fi
@@ -43,6 +50,19 @@ if [ "$DEV" = 1 ]; then
     echo "==> installing Debian's $* (browser test, lint of the shell scripts)"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  fi
+fi
+# The site's MathJax: vendored from npm, so that no page of the site loads it from a CDN.
+if [ "$SITE" = 1 ] && [ ! -f .vendor/node_modules/mathjax/es5/tex-svg-full.js ]; then
+  if command -v npm >/dev/null; then
+    echo "==> installing MathJax $MATHJAX_VERSION for the site (npm, into .vendor/)"
+    npm install --no-audit --no-fund --silent --prefix .vendor "mathjax@$MATHJAX_VERSION"
+  elif [ "$DEV" = 1 ]; then
+    echo "==> npm is not installed: the site (make site) and its tests need MathJax from npm;" \
+      "install Node.js, then run this again"
+  else
+    echo "npm is not installed: make site needs it for MathJax (install Node.js)" >&2
+    exit 1
   fi
 fi
 echo "==> ready: .venv/bin/python $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
