@@ -1,4 +1,4 @@
-.PHONY: lab setup test benchmark checkpoint data site
+.PHONY: lab setup test benchmark checkpoint data site slides
 
 lab: setup  ## set up (first time) and open the series in JupyterLab
 	bash scripts/lab.sh
@@ -13,6 +13,10 @@ test:  ## install what the tests need, then lint + unit tests + notebooks + brow
 site:  ## build the static site from the committed notebooks into build/site/ (no execution)
 	bash scripts/setup.sh --site
 	.venv/bin/python scripts/build_site.py
+
+slides:  ## build one reveal.js lecture deck per notebook into build/slides/ (no execution)
+	bash scripts/setup.sh --site
+	.venv/bin/python scripts/build_slides.py
 
 benchmark:  ## print the speed and memory tables of the README
 	.venv/bin/python benchmarks/training.py
