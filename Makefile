@@ -1,4 +1,4 @@
-.PHONY: lab setup test benchmark checkpoint data
+.PHONY: lab setup test benchmark checkpoint data site slides
 
 lab: setup  ## set up (first time) and open the series in JupyterLab
 	bash scripts/lab.sh
@@ -9,6 +9,14 @@ setup:
 test:  ## install what the tests need, then lint + unit tests + notebooks + browser test
 	bash scripts/setup.sh --dev
 	bash scripts/test.sh
+
+site:  ## build the static site from the committed notebooks into build/site/ (no execution)
+	bash scripts/setup.sh --site
+	.venv/bin/python scripts/build_site.py
+
+slides:  ## build one reveal.js lecture deck per notebook into build/slides/ (no execution)
+	bash scripts/setup.sh --site
+	.venv/bin/python scripts/build_slides.py
 
 benchmark:  ## print the speed and memory tables of the README
 	.venv/bin/python benchmarks/training.py

@@ -87,13 +87,14 @@ def test_sync_keeps_the_static_forms_of_a_widget_output(tmp_path):
     data = {sync.WIDGET_VIEW: {"model_id": "x"}, "text/html": "<div/>", "text/plain": "x"}
     nb = {
         "cells": [
+            {"cell_type": "markdown", "source": "# 99 · A title", "metadata": {}},
             {
                 "cell_type": "code",
                 "source": "",
                 "outputs": [{"output_type": "display_data", "data": dict(data), "metadata": {}}],
                 "metadata": {},
                 "execution_count": 1,
-            }
+            },
         ],
         "metadata": {"widgets": {}},
         "nbformat": 4,

@@ -1,0 +1,125 @@
+"""The lecture decks (scripts/build_slides.py, `make slides`), one per notebook.
+
+Every cell of every notebook says what the lecture does with it (slide metadata), the decks
+build with no warning and link only to their own files, `--mark` fills in only cells that have
+no choice yet, and one deck, opened in headless Chromium from file:// with the network
+blocked, steps from its first slide to its last with every image loaded and its math typeset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.test_site import PAGE_FACTS_JS, RAW_TEX, _typeset, link_problems, site
+
+ROOT = Path(__file__).resolve().parents[1]
+slides = site._load("build_slides", ROOT / "scripts" / "build_slides.py")
+DECK = "03_attention"  # the deck the browser steps through
+MAX_SLIDES = 80  # a 20-minute lecture
+
+
+@pytest.fixture(scope="module")
+def decks(tmp_path_factory):
+    for need in (site.MATHJAX, slides.REVEAL / "dist" / "reveal.js"):
+        if not need.exists():
+            reason = f"{need.relative_to(ROOT)} is missing (scripts/setup.sh --dev vendors it)"
+            if os.environ.get("CI"):
+                pytest.fail(reason)
+            pytest.skip(reason)
+    out = tmp_path_factory.mktemp("slides") / "slides"
+    return out, slides.build(out)
+
+
+@pytest.mark.parametrize("nb", site.sync.notebooks(), ids=lambda p: p.stem)
+def test_every_cell_has_slide_metadata(nb):
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    for i, cell in enumerate(cells):
+        kind = slides.slide_type(cell)
+        assert kind in slides.SLIDE_TYPES, (
+            f"{nb.name} cell {i}: slide type {kind!r}; run `python scripts/build_slides.py "
+            "--mark` for a first choice"
+        )
+    assert slides.slide_type(cells[0]) == "slide", "the title opens the deck"
+
+
+def test_decks_build_and_link_only_their_own_files(decks):
+    out, warnings = decks
+    assert warnings == [], "\n".join(warnings)
+    for nb in site.sync.notebooks():
+        assert (out / f"{nb.stem}.html").is_file(), f"{nb.name} has no deck"
+    assert link_problems(out) == []
+
+
+def test_mark_fills_only_cells_without_a_choice(tmp_path):
+    src = ROOT / "notebooks" / f"{DECK}.ipynb"
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    for cell in nb["cells"][1:]:
+        cell["metadata"].pop("slideshow", None)
+    nb["cells"][0]["metadata"]["slideshow"] = {"slide_type": "skip"}  # a lecturer's choice
+    path = tmp_path / src.name
+    path.write_text(json.dumps(nb))
+    assert slides.mark(path)
+    marked = json.loads(path.read_text())
+    assert slides.slide_type(marked["cells"][0]) == "skip", "a choice already made is kept"
+    assert all(slides.slide_type(c) in slides.SLIDE_TYPES for c in marked["cells"])
+    assert [c.get("outputs") for c in marked["cells"]] == [c.get("outputs") for c in nb["cells"]]
+    colab = next(c for c in marked["cells"] if c["cell_type"] == "code")
+    assert slides.slide_type(colab) == "skip", "the Colab cell is not lecture material"
+    figures = [
+        c
+        for c in marked["cells"]
+        if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))
+    ]
+    assert all(slides.HIDE_INPUT in c["metadata"].get("tags", []) for c in figures)
+    assert not slides.mark(path), "a second run changes nothing"
+
+
+def test_a_deck_steps_through_offline(decks):
+    from tests.test_browser import ARTIFACTS, _browser_or_skip, _offline_page
+
+    sync_playwright = _browser_or_skip()
+    out, _ = decks
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser, page, blocked, errors = _offline_page(pw, out)
+        try:
+            page.goto((out / f"{DECK}.html").as_uri())
+            page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=20_000)
+            _typeset(page)
+            total = page.evaluate("() => Reveal.getTotalSlides()")
+            assert 5 <= total <= MAX_SLIDES, f"{total} slides"
+            seen = 0
+            for step in range(total):
+                current = page.evaluate(
+                    """() => { const s = Reveal.getCurrentSlide();
+                      return {images: [...s.querySelectorAll('img')].filter(
+                        i => !i.complete || i.naturalWidth === 0).length,
+                        text: s.innerText}; }"""
+                )
+                assert current["images"] == 0, f"slide {step + 1}: an image did not load"
+                if step in (0, total // 2):
+                    page.screenshot(path=str(ARTIFACTS / f"slides_{DECK}_{step + 1}.png"))
+                seen += 1
+                if page.evaluate("() => Reveal.isLastSlide()"):
+                    break
+                page.keyboard.press("Space")  # the next slide, down the columns too
+                page.wait_for_timeout(50)
+            assert page.evaluate("() => Reveal.isLastSlide()"), (
+                "the space key did not reach the end"
+            )
+            assert seen == total, f"stepped through {seen} of {total} slides"
+            facts = page.evaluate(PAGE_FACTS_JS)
+            assert facts["math"] > 0 and facts["mathErrors"] == 0, "math not typeset"
+            raw = RAW_TEX.search(facts["prose"])
+            assert raw is None, f"raw LaTeX in the deck: {raw and raw.group(0)!r}"
+            assert facts["broken"] == 0
+            assert not re.search(r"Loading widget", facts["text"])
+            assert not errors, f"page errors: {errors}"
+        finally:
+            browser.close()
+    assert not blocked, f"the deck asked the network for {blocked}"
