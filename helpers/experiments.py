@@ -72,9 +72,12 @@ def summarize_runs(rows: list[dict], keys=("accuracy", "seconds")) -> list[dict]
     return out
 
 
-def format_table(summary: list[dict]) -> str:
-    """An aligned text table of `summarize_runs` output (accuracy in %, time in s)."""
-    head = f"{'config':<22} {'runs':>4} {'accuracy % (mean ± std)':>24} {'min–max %':>12} "
+def format_table(summary) -> str:
+    """An aligned text table of `summarize_runs` output (accuracy in %, time in s); the first
+    column is as wide as the longest config name."""
+    summary = list(summary)
+    w = max([len("config")] + [len(s["name"]) for s in summary])
+    head = f"{'config':<{w}} {'runs':>4} {'accuracy % (mean ± std)':>24} {'min–max %':>12} "
     head += f"{'train s':>12} {'params':>8}"
     lines = [head, "-" * len(head)]
     for s in summary:
@@ -82,6 +85,6 @@ def format_table(summary: list[dict]) -> str:
         rng = f"{100 * s['accuracy_min']:.1f}–{100 * s['accuracy_max']:.1f}"
         sec = f"{s['seconds']:.1f} ± {s['seconds_std']:.1f}"
         lines.append(
-            f"{s['name']:<22} {s['runs']:>4} {acc:>24} {rng:>12} {sec:>12} {s['parameters']:>8,}"
+            f"{s['name']:<{w}} {s['runs']:>4} {acc:>24} {rng:>12} {sec:>12} {s['parameters']:>8,}"
         )
     return "\n".join(lines)

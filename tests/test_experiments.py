@@ -51,3 +51,12 @@ def test_summarize_and_format_table():
     table = format_table(s).splitlines()
     assert len(table) == 4 and "60.0 ± 14.1" in table[2] and "50.0–70.0" in table[2]
     assert len({len(line) for line in table}) == 1  # aligned columns
+
+
+def test_format_table_aligns_long_config_names():
+    row = {"runs": 3, "parameters": 1000, "seconds": 1.0, "seconds_std": 0.1}
+    row |= {"accuracy": 0.9, "accuracy_std": 0.01, "accuracy_min": 0.89, "accuracy_max": 0.91}
+    rows = [dict(row, name="CLS"), dict(row, name="MAP, no CLS · lr 3e-3, 500 steps")]
+    lines = format_table(rows).splitlines()
+    assert len({len(line) for line in lines}) == 1  # every line as wide as the header
+    assert lines[2].index(" 3 ") == lines[3].index(" 3 ")  # the columns line up
