@@ -65,6 +65,40 @@ def output_problem(path, suffix: str, force: bool = False) -> str | None:
     return None
 
 
+def save_payload(path, payload: dict) -> Path:
+    """torch.save a dict of tensors and plain values to `path`, atomically."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write(path, buf.getvalue())
+
+
+def load_payload(path, what: str, rebuild: str):
+    """torch.load(weights_only=True) a file of the series, with errors that name the problem
+    and the fix: `what` names the kind of file ("checkpoint"), `rebuild` how to make it again
+    (a command, or a function to save it with)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}: check the path, or {rebuild}.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # no code in it: junk or a truncated file
+            raise ValueError(
+                f"{path} is not a readable {what} of this project: it may be truncated or "
+                f"another kind of file; {rebuild}."
+            ) from None
+        raise ValueError(
+            f"{path} holds objects other than tensors, numbers and strings, and was refused "
+            f"for safety (loading it could run code hidden in the file). Load only files "
+            f"this project wrote."
+        ) from None
+    except Exception as e:  # truncated zip, not a torch file at all, ...
+        raise ValueError(
+            f"{path} is not a readable {what} of this project ({type(e).__name__}): it may "
+            f"be truncated or another kind of file; {rebuild}."
+        ) from None
+
+
 def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) -> Path:
     """Write model weights + config (+ meta) to `path`, atomically (see atomic_write)."""
     payload = {
@@ -74,39 +108,19 @@ def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) ->
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": json.loads(json.dumps(meta or {})),  # plain types only: safe to load
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return atomic_write(path, buf.getvalue())
+    return save_payload(path, payload)
 
 
 def read_checkpoint(path) -> dict:
     """The raw checkpoint dict, checked: a file of this project, a version this copy reads,
     a valid config and a dict of tensors. Clear errors for a missing or foreign file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {path}: check the path, or rebuild it with "
-            f"`python -m helpers.train --out {path}`."
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "global" not in str(e).lower():  # no code in it: junk or a truncated file
-            raise ValueError(
-                f"{path} is not a readable checkpoint of this project: it may be truncated "
-                f"or another kind of file; save it again with helpers.checkpoint.save_checkpoint."
-            ) from None
-        raise ValueError(
-            f"{path} holds objects other than tensors, numbers and strings, and was refused "
-            f"for safety (loading it could run code hidden in the file). Load only files you "
-            f"made with helpers.checkpoint.save_checkpoint."
-        ) from None
-    except Exception as e:  # truncated zip, not a torch file at all, ...
-        raise ValueError(
-            f"{path} is not a readable checkpoint of this project ({type(e).__name__}): "
-            f"it may be truncated or another kind of file; save it again with "
-            f"helpers.checkpoint.save_checkpoint."
-        ) from None
+    payload = load_payload(
+        path,
+        "checkpoint",
+        f"rebuild it with `python -m helpers.train --out {path}` (or save the model again "
+        f"with helpers.checkpoint.save_checkpoint)",
+    )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(
             f"{path} is a torch file but not a checkpoint of this project (no "
@@ -228,27 +242,18 @@ def save_snapshots(cfg: ViTConfig, states: dict, path, meta: dict | None = None)
         },
         "meta": json.loads(json.dumps(meta or {})),
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return atomic_write(path, buf.getvalue())
+    return save_payload(path, payload)
 
 
 def load_snapshots(path, device: torch.device | str = "cpu") -> tuple[dict, dict]:
     """({step: model in eval mode}, meta) from a file written by `save_snapshots` (the command
     `python -m helpers.train --snapshots 50,150,450 --out FILE` makes one)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no snapshot file at {path}: check the path, or rebuild it with "
-            f"`python -m helpers.train --snapshots 50,150,450 --out {path}`."
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(
-            f"{path} is not a readable snapshot file of this project ({type(e).__name__}); "
-            f"write it again with `python -m helpers.train --snapshots ...`."
-        ) from None
+    payload = load_payload(
+        path,
+        "snapshot file",
+        f"rebuild it with `python -m helpers.train --snapshots 40,120,400 --out {path}`",
+    )
     if not isinstance(payload, dict) or payload.get("format") != SNAPSHOTS_FORMAT:
         hint = (
             " (a single checkpoint: use load_checkpoint)"

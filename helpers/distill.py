@@ -22,10 +22,7 @@ Every model and loss here trains with helpers.train.train (through its `loss_fn`
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import platform
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,11 +30,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, output_problem, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    atomic_write,
+    load_payload,
+    output_problem,
+    read_checkpoint,
+    save_checkpoint,
+    save_payload,
+)
 from .data import ShapesDataset
 from .model import VisionTransformer, ViTConfig, make_config, sincos_2d, trunc_normal_, uniform_
 from .paths import DATA_DIR, data_file
-from .runtime import seed_everything
+from .runtime import provenance, seed_everything
 from .train import TrainConfig, count_parameters, evaluate, train
 
 CNN_FORMAT = "inside-the-cls-token/cnn"
@@ -200,20 +204,15 @@ def save_cnn(model: SmallCNN, path, meta: dict | None = None) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": json.loads(json.dumps(meta or {})),
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return atomic_write(path, buf.getvalue())
+    return save_payload(path, payload)
 
 
 def load_cnn(path, device="cpu") -> tuple[SmallCNN, dict]:
     """The teacher saved by `save_cnn`, in eval mode, and its meta."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no teacher at {path}: rebuild it with `python -m helpers.distill teacher --out "
-            f"{path}`."
-        )
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_payload(
+        path, "CNN teacher", f"rebuild it with `python -m helpers.distill teacher --out {path}`"
+    )
     if not isinstance(payload, dict) or payload.get("format") != CNN_FORMAT:
         raise ValueError(f"{path} is not a CNN teacher of this project (saved by save_cnn).")
     model = SmallCNN(**payload["config"])
@@ -367,11 +366,7 @@ def main(argv=None) -> dict:
             "train_config": asdict(tcfg),
             "augmentation": "random roll by 0 or +-4 px in x and y (helpers.distill.shift_augment)",
             "dataset": "shapes-in-clutter (helpers.data), seed 0, 20k train / 2k val / 2k test",
-            "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-            "command": "python -m helpers.distill "
-            + " ".join(argv if argv is not None else os.sys.argv[1:]),
+            **provenance("helpers.distill", argv),
         }
     )
     if a.kind == "teacher":

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -35,6 +32,7 @@ from .data import ShapesDataset
 from .experiments import compare_configs, summarize_runs
 from .model import ViTConfig
 from .paths import data_file
+from .runtime import provenance
 from .train import TrainConfig
 
 RECORD = "pooling_runs.json"
@@ -144,12 +142,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(a.threads)
     runs = run_study(tuple(range(a.seeds)), tuple(range(a.lag_seeds)))
     record = {
-        "command": "python -m helpers.pooling_study "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-        "python": platform.python_version(),
+        **provenance("helpers.pooling_study", argv),
         "model": MAIN,
         "budget": asdict(BUDGET),
         "n_train": N_TRAIN,

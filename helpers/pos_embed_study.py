@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -31,7 +28,7 @@ from .model import VisionTransformer, ViTConfig, adapt_to_image_size
 from .paths import data_file
 from .pooling_study import BUDGET, MAIN, N_TRAIN
 from .progress import progress_bar
-from .runtime import seed_everything
+from .runtime import provenance, seed_everything
 from .train import evaluate, train
 
 RECORD = "pos_embed_runs.json"
@@ -148,12 +145,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(a.threads)
     rows = run_study(tuple(range(a.seeds)))
     record = {
-        "command": "python -m helpers.pos_embed_study "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-        "python": platform.python_version(),
+        **provenance("helpers.pos_embed_study", argv),
         "model": MAIN,
         "budget": asdict(BUDGET),
         "n_train": N_TRAIN,

@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import random
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -85,6 +86,21 @@ def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     except (OSError, ValueError):
         pass
     return max(1, n or 1)
+
+
+def provenance(prog: str, argv=None) -> dict:
+    """What a results file records about how it was made: the command as typed (`prog` is
+    e.g. "helpers.train"; argv None: this process's arguments), the torch version, its thread
+    count (training is bit-identical only for the same version and thread count), the machine
+    and the Python version."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return {
+        "command": " ".join(["python -m", prog, *args]),
+        "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "python": platform.python_version(),
+    }
 
 
 def start(seed: int = 0, device: str = "cpu") -> SimpleNamespace:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from dataclasses import asdict, replace
 
 import torch
@@ -26,7 +24,7 @@ from .experiments import format_table, summarize_runs
 from .model import VisionTransformer, ViTConfig, as_images, count_parameters
 from .probes import block_states
 from .progress import progress_bar
-from .runtime import model_device, seed_everything
+from .runtime import model_device, provenance, seed_everything
 from .train import TrainConfig, evaluate, train
 
 
@@ -273,11 +271,7 @@ def main(argv=None) -> dict:
         "train_config": asdict(COMPARE_TRAIN),
         "dataset": f"shapes-in-clutter (helpers.data): ShapesDataset('train', n={COMPARE_TRAIN.n_train}), "
         "scored on the 2000 test images",
-        "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-        "command": "python -m helpers.tokens "
-        + " ".join(argv if argv is not None else os.sys.argv[1:]),
+        **provenance("helpers.tokens", argv),
     }
     atomic_write(a.out, (json.dumps(record, indent=2) + "\n").encode())
     return record

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from .checkpoint import atomic_write, output_problem, save_checkpoint, save_snap
 from .data import SPLITS, ShapesDataset
 from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
 from .progress import progress_bar
-from .runtime import model_device, seed_everything
+from .runtime import model_device, provenance, seed_everything
 
 
 @dataclass
@@ -366,11 +364,7 @@ def main(argv=None) -> dict:
         "parameters": count_parameters(model),
         "train_config": asdict(tcfg),
         "dataset": "shapes-in-clutter (helpers.data), seed 0, 20k train / 2k val / 2k test",
-        "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-        "command": "python -m helpers.train "
-        + " ".join(argv if argv is not None else os.sys.argv[1:]),
+        **provenance("helpers.train", argv),
     }
     if steps:
         meta = _train_snapshots(model, train_ds, test_ds, tcfg, steps, out)

@@ -295,23 +295,29 @@ def build(out: Path = OUT, notebooks: list[Path] | None = None) -> list[str]:
     return warnings
 
 
+def run_build(build_fn, out: Path, what: str) -> int:
+    """Run a build into `out`, print its warnings and where to open it; exit status 1 on an
+    error or a warning (shared by the site and the slides)."""
+    start = time.perf_counter()
+    try:
+        warnings = build_fn(out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    index = out.resolve() / "index.html"
+    print(f"{what} built in {time.perf_counter() - start:.1f} s: open {index.as_uri()}")
+    return 1 if warnings else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python scripts/build_site.py", description=__doc__)
     p.add_argument("--out", default=str(OUT), help="output folder (emptied first)")
     a = p.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    start = time.perf_counter()
-    try:
-        warnings = build(Path(a.out))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    index = Path(a.out).resolve() / "index.html"
-    print(f"site built in {time.perf_counter() - start:.1f} s: open {index.as_uri()}")
-    return 1 if warnings else 0
+    return run_build(build, Path(a.out), "site")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,17 +171,7 @@ def main(argv=None) -> int:
             if mark(path):
                 print(f"marked: {path.relative_to(ROOT)}")
         return 0
-    start = time.perf_counter()
-    try:
-        warnings = build(Path(a.out))
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    index = Path(a.out).resolve() / "index.html"
-    print(f"slides built in {time.perf_counter() - start:.1f} s: open {index.as_uri()}")
-    return 1 if warnings else 0
+    return site.run_build(build, Path(a.out), "slides")
 
 
 if __name__ == "__main__":

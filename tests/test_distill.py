@@ -358,3 +358,14 @@ def test_patch_study_refuses_to_replace_its_results_without_force(tmp_path, caps
     with pytest.raises(SystemExit):
         tokens.main(["--out", str(out)])
     assert "--force" in capsys.readouterr().err and out.read_text() == "{}"
+
+
+def test_a_damaged_teacher_file_gets_a_clear_error(tmp_path):
+    from helpers.distill import load_cnn
+
+    junk = tmp_path / "teacher.pt"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable CNN teacher.*helpers.distill teacher"):
+        load_cnn(junk)
+    with pytest.raises(FileNotFoundError, match="no CNN teacher at"):
+        load_cnn(tmp_path / "missing.pt")

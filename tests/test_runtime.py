@@ -109,3 +109,12 @@ def test_helpers_run_the_model_on_its_own_device(call):
     with pytest.raises(ReachedTheModel):
         call(spy, ds, x)
     assert spy.cls_token.device.type == "meta"
+
+
+def test_provenance_records_the_command_as_typed_and_the_thread_count():
+    from helpers.runtime import provenance
+
+    rec = provenance("helpers.train", ["--out", "x.pt", "--threads", "1"])
+    assert rec["command"] == "python -m helpers.train --out x.pt --threads 1"
+    assert rec["threads"] == torch.get_num_threads() and rec["torch"] == torch.__version__
+    assert rec["machine"] and rec["python"]

@@ -62,3 +62,12 @@ def test_load_snapshots_names_wrong_files(tmp_path):
         load_snapshots(tmp_path / "one.pt")
     with pytest.raises(ValueError, match="no snapshots"):
         save_snapshots(m.cfg, {}, tmp_path / "empty.pt")
+
+
+def test_a_snapshot_file_holding_code_is_refused_for_safety(tmp_path):
+    import pickle
+
+    path = tmp_path / "snap.pt"
+    torch.save({"format": "x", "f": pickle.dumps}, path)  # a function: code, not data
+    with pytest.raises(ValueError, match="refused for safety"):
+        load_snapshots(path)
