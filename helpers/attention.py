@@ -135,26 +135,31 @@ def cls_maps(
     images: torch.Tensor,
     layer: int = -1,
     head: str | int = "mean",
-    use_rollout: bool = False,
+    use_rollout: bool | str = False,
     num_prefix_tokens: int = 1,
     batch_size: int = 250,
-) -> torch.Tensor:
+):
     """CLS attention maps (N, g, g) for many images, raw (one layer) or rolled out up to
-    `layer`. Runs in batches, so only one batch's (L, B, H, T, T) weights are ever held:
-    for 2000 images at once they would take over half a gigabyte.
+    `layer`; use_rollout="both" gives (raw, rolled out) from one pass over the images. Runs
+    in batches, so only one batch's (L, B, H, T, T) weights are ever held: for 2000 images
+    at once they would take over half a gigabyte.
     """
     check_count(batch_size)
+    if use_rollout not in (False, True, "both"):
+        raise ValueError(f'use_rollout must be False, True or "both", got {use_rollout!r}.')
     if len(images) == 0:
         raise ValueError("no images: pass at least one image.")
-    out = []
+    raw, rolled = [], []
     for start in range(0, len(images), batch_size):
         _, attn = get_attention(model, images[start : start + batch_size])
-        if use_rollout:
+        if use_rollout:  # True or "both"
             rows = rollout(attn, head_fusion=head)[layer][:, 0]  # (B, T): CLS row
-            out.append(token_map(rows, num_prefix_tokens))
-        else:
-            out.append(cls_attention(attn, layer, head, num_prefix_tokens))
-    return torch.cat(out)
+            rolled.append(token_map(rows, num_prefix_tokens))
+        if use_rollout is not True:  # False or "both"
+            raw.append(cls_attention(attn, layer, head, num_prefix_tokens))
+    if use_rollout == "both":
+        return torch.cat(raw), torch.cat(rolled)
+    return torch.cat(rolled if use_rollout else raw)
 
 
 def patch_mask(masks: torch.Tensor, patch_size: int) -> torch.Tensor:

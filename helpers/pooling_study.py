@@ -103,14 +103,6 @@ def load_record(path=None) -> dict:
     return record
 
 
-def same_setup(record: dict) -> bool:
-    """True when this process runs the torch version and thread count the record was made
-    with: then a rerun of one of its runs must give the recorded accuracy exactly."""
-    return record["torch"] == str(torch.__version__) and record["threads"] == (
-        torch.get_num_threads()
-    )
-
-
 def find_run(record: dict, name: str, seed: int) -> dict:
     """The recorded "pooling" run of variant `name` with `seed`."""
     for row in record["pooling"]:

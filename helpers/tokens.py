@@ -44,11 +44,6 @@ def hidden_states(model, images, batch_size: int = 500) -> torch.Tensor:
     return torch.cat([states, final[None]])  # (L + 2, B, T, D)
 
 
-def token_norms(model, images) -> torch.Tensor:
-    """L2 norm of every token at every depth, (L + 2, B, T) (see hidden_states)."""
-    return hidden_states(model, images).norm(dim=-1)
-
-
 def cosine_per_layer(states: torch.Tensor, i: int = 0, j: int = 1) -> torch.Tensor:
     """Mean cosine similarity of tokens i and j at every depth, (L + 2,), from hidden_states."""
     return torch.cosine_similarity(states[:, :, i], states[:, :, j], dim=-1).mean(dim=1)

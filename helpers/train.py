@@ -297,7 +297,15 @@ def parse_steps(text: str) -> list[int]:
 def confusion_matrix(model, dataset, num_classes: int | None = None, batch_size: int = 500):
     """Counts (classes, classes): row = true class, column = predicted class."""
     pred, y = predictions(model, dataset, batch_size)
-    k = num_classes or model.head.out_features
+    return confusion_counts(pred, y, num_classes or model.head.out_features)
+
+
+def confusion_counts(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The confusion matrix of predictions already made: (classes, classes) counts."""
+    pred, y = torch.as_tensor(pred).flatten().cpu(), torch.as_tensor(y).flatten().cpu()
+    if pred.shape != y.shape:
+        raise ValueError(f"{len(pred)} predictions but {len(y)} labels: pass one each.")
+    k = num_classes
     return torch.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 
 

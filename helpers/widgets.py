@@ -250,19 +250,6 @@ def prediction_text(probs, classes, label: int | None = None, k: int = 3) -> str
     return head + "\n" + f"top-{len(top)}: " + ", ".join(f"{c} {100 * p:.1f}%" for c, p in top)
 
 
-def prediction_html(probs, classes, label: int | None = None, k: int = 3) -> str:
-    top = top_k(probs, classes, k)
-    first = prediction_text(probs, classes, label, k).split("\n")[0]
-    rows = "".join(
-        f"<tr><td style='padding-right:6px'>{c}</td>"
-        f"<td style='width:120px'><div style='background:#e8a33d;height:12px;"
-        f"width:{max(1, round(120 * p))}px'></div></td>"
-        f"<td style='text-align:right;padding-left:6px'>{100 * p:.1f}%</td></tr>"
-        for c, p in top
-    )
-    return f"<div style='font-size:14px'><b>{first}</b><table>{rows}</table></div>"
-
-
 # --------------------------------------------------------------------------------------
 # All maps of one image, from one forward pass
 # --------------------------------------------------------------------------------------

@@ -108,6 +108,11 @@ def test_cls_maps_in_batches_equal_one_pass():
     torch.testing.assert_close(cls_maps(m, x, batch_size=3), cls_attention(attn, layer=-1))
     rolled = token_map(rollout(attn)[-1][:, 0])
     torch.testing.assert_close(cls_maps(m, x, use_rollout=True, batch_size=2), rolled)
+    both = cls_maps(m, x, use_rollout="both", batch_size=2)  # one pass, the same two maps
+    torch.testing.assert_close(both[0], cls_attention(attn, layer=-1))
+    torch.testing.assert_close(both[1], rolled)
+    with pytest.raises(ValueError, match="use_rollout"):
+        cls_maps(m, x, use_rollout="yes")
 
 
 def test_pool_attention_of_a_map_model():

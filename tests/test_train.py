@@ -8,6 +8,7 @@ from helpers.data import ShapesDataset
 from helpers.model import VisionTransformer, ViTConfig, count_parameters
 from helpers.train import (
     TrainConfig,
+    confusion_counts,
     confusion_matrix,
     evaluate,
     lr_at,
@@ -142,3 +143,10 @@ def test_loss_fn_and_callback_must_be_functions():
     m = VisionTransformer(embed_dim=16, depth=1, num_heads=2)
     with pytest.raises(TypeError, match="callback must be a function"):
         train(m, ShapesDataset("train", n=64), callback=5, progress=False)
+
+
+def test_confusion_counts_of_predictions_made_earlier():
+    cm = confusion_counts(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 3)
+    assert cm.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    with pytest.raises(ValueError, match="3 predictions but 2 labels"):
+        confusion_counts(torch.tensor([0, 1, 1]), torch.tensor([0, 1]), 3)
