@@ -21,11 +21,22 @@ SPLITS = {"train": (0, 20_000), "val": (1, 2_000), "test": (2, 2_000)}  # split 
 DEFAULT_SEED = 0
 
 
-def _random_colours(rng, n):
-    """n bright, saturated colours as uint8 (n, 3): any hue, for objects and clutter alike."""
+COLOUR_NAMES = ("red", "yellow", "green", "cyan", "blue", "magenta")  # hue sixths, red at 0
+
+
+def _random_colours(rng, n, with_hue=False):
+    """n bright, saturated colours as uint8 (n, 3): any hue, for objects and clutter alike.
+
+    with_hue=True also returns the hues in [0, 1) (the draws, and so the images, are the same).
+    """
     hsv = np.stack([rng.random(n), rng.uniform(0.55, 1.0, n), rng.uniform(0.7, 1.0, n)], -1)
-    rgb = hsv_to_rgb(hsv)  # (n, 3) in [0, 1]
-    return (rgb * 255).astype(np.uint8)
+    rgb = (hsv_to_rgb(hsv) * 255).astype(np.uint8)  # (n, 3)
+    return (rgb, hsv[:, 0]) if with_hue else rgb
+
+
+def colour_index(hue):
+    """The index into COLOUR_NAMES of each hue in [0, 1): the nearest of six named hues."""
+    return (np.floor(np.asarray(hue) * 6 + 0.5).astype(np.int64)) % 6
 
 
 def shape_masks(dx, dy, r):
@@ -48,11 +59,17 @@ def shape_masks(dx, dy, r):
     )
 
 
-def generate(n: int, seed: int = DEFAULT_SEED, stream: int = 0, size: int = 32):
+def generate(
+    n: int, seed: int = DEFAULT_SEED, stream: int = 0, size: int = 32, attributes: bool = False
+):
     """Make n images; returns (images uint8 (n, 3, size, size), labels (n,), masks (n, size, size)).
 
     The same (seed, stream, n) gives the same images on every machine (numpy's PCG64).
     Classes are balanced: exactly n // 6 or n // 6 + 1 of each.
+    attributes=True appends a dict of what made each image (arrays of length n): the object's
+    centre "cx", "cy" (pixels), half-size "radius" (pixels), "area" (mask pixels), "hue" and
+    "colour" (index into COLOUR_NAMES), and "num_clutter" (distractor blobs drawn; the object
+    may cover some). The images are the same with or without it.
     """
     rng = np.random.default_rng([seed, stream])
     labels = rng.permutation(np.arange(n) % len(CLASSES))
@@ -83,9 +100,21 @@ def generate(n: int, seed: int = DEFAULT_SEED, stream: int = 0, size: int = 32):
     dy = yy - cy[:, None, None]
     all_masks = shape_masks(dx, dy, r[:, None, None])  # (classes, n, size, size)
     masks = all_masks[labels, np.arange(n)]  # (n, size, size)
-    img = np.where(masks[..., None], _random_colours(rng, n)[:, None, None, :], img)
+    colours, hue = _random_colours(rng, n, with_hue=True)
+    img = np.where(masks[..., None], colours[:, None, None, :], img)
     images = np.ascontiguousarray(img.transpose(0, 3, 1, 2))  # (n, 3, size, size)
-    return images, labels.astype(np.int64), masks
+    if not attributes:
+        return images, labels.astype(np.int64), masks
+    attrs = {
+        "cx": cx,
+        "cy": cy,
+        "radius": r,
+        "area": masks.reshape(n, -1).sum(1),
+        "hue": hue,
+        "colour": colour_index(hue),
+        "num_clutter": num_clutter,
+    }
+    return images, labels.astype(np.int64), masks, attrs
 
 
 class ShapesDataset(Dataset):
@@ -104,13 +133,20 @@ class ShapesDataset(Dataset):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}.")
         self.split, self.seed = split, seed
-        images, labels, masks = [], [], []
+        images, labels, masks, attrs = [], [], [], []
         for start in range(0, n, 5000):  # in chunks, to keep peak memory small
-            i, y, m = generate(min(5000, n - start), seed, stream * 1000 + start // 5000)
-            images.append(i), labels.append(y), masks.append(m)
+            chunk = generate(
+                min(5000, n - start), seed, stream * 1000 + start // 5000, attributes=True
+            )
+            for out, x in zip((images, labels, masks, attrs), chunk):
+                out.append(x)
         self.images = torch.from_numpy(np.concatenate(images))  # (n, 3, 32, 32) uint8
         self.labels = torch.from_numpy(np.concatenate(labels))  # (n,) int64
         self.masks = torch.from_numpy(np.concatenate(masks))  # (n, 32, 32) bool
+        # what made each image (see generate): tensors of length n, e.g. attributes["colour"]
+        self.attributes = {
+            k: torch.from_numpy(np.concatenate([a[k] for a in attrs])) for k in attrs[0]
+        }
 
     def __len__(self) -> int:
         return len(self.labels)

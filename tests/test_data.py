@@ -59,3 +59,30 @@ def test_trivial_baselines_fail():
     scores = trivial_baselines(ShapesDataset("train", n=6000), ShapesDataset("test"))
     assert set(scores) == {"mean image colour", "object colour", "object position"}
     assert all(s < 0.3 for s in scores.values()), scores
+
+
+def test_attributes_describe_the_images_without_changing_them():
+    images, labels, masks = generate(120, seed=5)
+    images2, labels2, masks2, attrs = generate(120, seed=5, attributes=True)
+    assert np.array_equal(images, images2) and np.array_equal(masks, masks2)
+    assert set(attrs) == {"cx", "cy", "radius", "area", "hue", "colour", "num_clutter"}
+    assert all(len(v) == 120 for v in attrs.values())
+    assert np.array_equal(attrs["area"], masks.reshape(120, -1).sum(1))
+    # the mask's centroid lies near the recorded centre
+    yy, xx = np.mgrid[0:32, 0:32] + 0.5
+    cx = (masks * xx).sum((1, 2)) / masks.sum((1, 2))
+    assert np.abs(cx - attrs["cx"]).max() < 2.5
+    assert attrs["num_clutter"].min() >= 5 and attrs["num_clutter"].max() <= 10
+    # the object's pixels have the recorded hue's name: a red object has more red than blue
+    from helpers.data import COLOUR_NAMES
+
+    red = attrs["colour"] == COLOUR_NAMES.index("red")
+    px = images.transpose(0, 2, 3, 1)[masks]  # object pixels of all images
+    owner = np.repeat(np.arange(120), masks.reshape(120, -1).sum(1))
+    assert (px[red[owner], 0] > px[red[owner], 2]).all()
+
+
+def test_dataset_carries_attributes():
+    ds = ShapesDataset("val", n=30)
+    assert set(ds.attributes) >= {"colour", "cx", "num_clutter"}
+    assert all(len(v) == 30 for v in ds.attributes.values())
