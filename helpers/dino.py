@@ -413,7 +413,10 @@ def train_dino(
     check_count(log_every, "log_every")
     run = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
     check_count(run, "stop_after")
-    images = as_images(images)
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8):
+        images = as_images(images)  # uint8 stays uint8 (4x smaller); batches convert it
+    if images.ndim != 4:
+        raise ValueError(f"expected images (N, C, H, W), got shape {tuple(images.shape)}.")
     if len(images) < cfg.batch_size:
         raise ValueError(f"{len(images)} images, fewer than one batch of {cfg.batch_size}.")
     seed_everything(cfg.seed)
@@ -470,12 +473,13 @@ def train_dino(
 def cls_embeddings(model: VisionTransformer, images, batch_size: int = 500) -> torch.Tensor:
     """The final CLS token (after the last norm) of every image: (N, D), on the CPU."""
     check_count(batch_size)
-    images = as_images(images)
+    if len(images) == 0:
+        raise ValueError("no images: pass at least one image.")
     model.eval()
     device = model_device(model)
-    return torch.cat(
+    return torch.cat(  # uint8 images are converted batch by batch: less memory
         [
-            model.forward_features(images[s : s + batch_size].to(device))[:, 0].cpu()
+            model.forward_features(as_images(images[s : s + batch_size]).to(device))[:, 0].cpu()
             for s in range(0, len(images), batch_size)
         ]
     )
@@ -533,13 +537,14 @@ def mass_mask(maps: torch.Tensor, keep: float = 0.6) -> torch.Tensor:
 
 @torch.no_grad()
 def attention_jaccard(
-    model, images, masks, keep: float = 0.6, batch_size: int = 250
+    model, images, masks, keep: float = 0.6, batch_size: int = 100
 ) -> torch.Tensor:
     """The paper's mask test: for each head of the last layer, the CLS row over the patches,
     thresholded to keep `keep` of its mass, upsampled to pixels (each patch -> P x P), and
     its Jaccard index (intersection over union) with the object mask. Returns (heads,),
     the mean over images, for each head."""
-    images = as_images(images)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError("images must be a (N, C, H, W) tensor, float in [0, 1] or uint8.")
     if masks.shape != (len(images), *images.shape[-2:]):
         raise ValueError(
             f"masks must be (N, H, W) = ({len(images)}, {images.shape[-2]}, {images.shape[-1]})."
@@ -547,7 +552,8 @@ def attention_jaccard(
     P, pre = model.cfg.patch_size, model.cfg.num_prefix_tokens
     total = 0
     for s in range(0, len(images), batch_size):
-        _, attn = get_attention(model, images[s : s + batch_size])  # (L, b, H, T, T)
+        x = as_images(images[s : s + batch_size])  # uint8 converted one batch at a time
+        _, attn = get_attention(model, x)  # (L, b, H, T, T)
         rows = attn[-1, :, :, 0, pre:]  # (b, H, N): CLS -> patches, last layer
         g = int(round(rows.shape[-1] ** 0.5))
         keep_p = mass_mask(rows, keep).reshape(*rows.shape[:2], g, g)  # (b, H, g, g)
