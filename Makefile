@@ -40,3 +40,4 @@ data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour 
 	for r in 0 1 4; do $(PY) -m helpers.distill vit --reg-tokens $$r --out $(R)/vit_reg$$r.pt --epochs 4 --threads 1 --force; done
 	$(PY) -m helpers.tokens --out $(R)/patch_vs_cls.json --threads 1 --force
 	$(PY) -m helpers.clip --out $(R)/clip_lite.pt --threads 1 --force
+	$(PY) -m helpers.dino --out $(R)/dino_vit.pt --threads 1 --force

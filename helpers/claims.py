@@ -149,9 +149,12 @@ CLAIMS = [
     ),
     Claim(
         "DINO: CLS token for self-supervised learning",
-        "not yet tested",
-        "",
-        "planned: 07 DINO, CLIP and NLP",
+        "partly",
+        "trained with no label, our small ViT's CLS token learns colour, not shape: k-NN "
+        "colour 59.5%, shape 16.4% (supervised 98.8%); its last-layer attention overlaps the "
+        "objects less than the supervised model's: Jaccard 5.4 vs 24.8 (paper, VOC12: 45.9 vs "
+        "27.3)",
+        "07 §3 What did the CLS token learn?; 07 §5 The paper's Jaccard test",
     ),
     Claim(
         "CLIP: CLS token represents entire image, aligned with text",

@@ -1254,3 +1254,78 @@ def clip_loss(image_emb, text_emb, logit_scale):
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 ```""",
 )
+
+
+# --- 07 ---
+# 07_dino_and_clip: DINO's teacher targets, centred and sharpened.
+
+
+def _check_teacher_targets(teacher_targets) -> None:
+    g = torch.Generator().manual_seed(7)
+    t = torch.randn(5, 8, generator=g) * 0.3 + torch.linspace(0, 1, 8)  # (B, K)
+    c = torch.randn(8, generator=g) * 0.3  # (K,)
+    temp = 0.04
+    c_in = c.clone()
+    out = teacher_targets(t.clone(), c_in, temp)
+    expect(
+        isinstance(out, torch.Tensor),
+        f"return a tensor of probabilities, got {type(out).__name__}.",
+    )
+    right = F.softmax((t - c) / temp, dim=-1)
+    expect(
+        out.shape == right.shape,
+        f"expected one distribution per image, shape (B, K) = {tuple(right.shape)}, got "
+        f"{tuple(out.shape)}.",
+    )
+    name_the_slip(
+        out,
+        {
+            "no centering: subtract the center from the teacher's scores before the "
+            "softmax.": F.softmax(t / temp, dim=-1),
+            "the center was added: centering subtracts it (t - center).": F.softmax(
+                (t + c) / temp, dim=-1
+            ),
+            "you multiplied by the temperature: divide by it (a small temperature sharpens "
+            "the distribution).": F.softmax((t - c) * temp, dim=-1),
+            "no sharpening: divide the centred scores by the temperature before the "
+            "softmax.": F.softmax(t - c, dim=-1),
+            "the softmax ran over the batch (dim=0): each image's distribution is over "
+            "the K prototypes, the last dimension.": F.softmax((t - c) / temp, dim=0),
+            "you returned log-probabilities: the teacher's targets are probabilities "
+            "(softmax, not log_softmax).": F.log_softmax((t - c) / temp, dim=-1),
+            "you divided before centering: (t - c) / temp, not t / temp - c.": F.softmax(
+                t / temp - c, dim=-1
+            ),
+        },
+    )
+    expect(
+        torch.allclose(out, right, atol=1e-5),
+        "your targets are not softmax((teacher_out - center) / temperature) over the last "
+        "dimension.",
+    )
+    expect(
+        torch.allclose(out.sum(-1), torch.ones(len(t)), atol=1e-5),
+        "each row should sum to 1.",
+    )
+    expect(torch.equal(c_in, c), "leave the center unchanged (no in-place update here).")
+
+
+ex_teacher_targets = Exercise(
+    name="ex_teacher_targets",
+    checker=_check_teacher_targets,
+    hints=(
+        (
+            "Centering moves every image's scores by the same vector (the running mean of the "
+            "teacher's scores); sharpening is a softmax at a low temperature."
+        ),
+        (
+            "Subtract `center` (K,) from `teacher_out` (B, K) (broadcasting does the rest), "
+            "divide by `temp`, then softmax over dim=-1."
+        ),
+    ),
+    solution_text="""```python
+def teacher_targets(teacher_out, center, temp):
+    centred = teacher_out - center  # (B, K): the same shift for every image
+    return torch.softmax(centred / temp, dim=-1)  # sharpened: temp < student's 0.1
+```""",
+)
