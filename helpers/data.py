@@ -78,17 +78,11 @@ def generate(
     img = np.repeat(img, 3, axis=3) + rng.integers(0, 16, size=(n, 1, 1, 3), dtype=np.uint8)
 
     num_clutter = rng.integers(5, 11, n)  # 5 to 10 distractor blobs per image
-    for j in range(10):
+    blobs = []
+    for _ in range(10):
         w, h = rng.integers(1, 4, n), rng.integers(1, 4, n)  # 1-3 px wide and tall
         x0, y0 = rng.integers(0, size - w + 1), rng.integers(0, size - h + 1)
-        blob = (
-            (xx >= x0[:, None, None])
-            & (xx < (x0 + w)[:, None, None])
-            & (yy >= y0[:, None, None])
-            & (yy < (y0 + h)[:, None, None])
-            & (j < num_clutter)[:, None, None]
-        )  # (n, size, size)
-        img = np.where(blob[..., None], _random_colours(rng, n)[:, None, None, :], img)
+        blobs.append((x0, x0 + w, y0, y0 + h, _random_colours(rng, n)))
 
     r = rng.uniform(4.5, 7.0, n)  # object half-size in pixels
     # The centre sits on a corner of the 4-pixel patch grid, anywhere from 8 to size - 8 px:
@@ -96,12 +90,27 @@ def generate(
     # snapping keeps the task learnable in a minute on a CPU (notebook 02 tests off-grid shifts).
     cx = rng.integers(2, size // 4 - 1, n) * 4.0
     cy = rng.integers(2, size // 4 - 1, n) * 4.0
-    dx = xx - cx[:, None, None]  # (n, size, size)
-    dy = yy - cy[:, None, None]
-    all_masks = shape_masks(dx, dy, r[:, None, None])  # (classes, n, size, size)
-    masks = all_masks[labels, np.arange(n)]  # (n, size, size)
     colours, hue = _random_colours(rng, n, with_hue=True)
-    img = np.where(masks[..., None], colours[:, None, None, :], img)
+
+    # Paint, a slice of images at a time (every random number is drawn above, so the slices
+    # change nothing but the memory the per-pixel arrays take).
+    masks = np.empty((n, size, size), dtype=bool)
+    for a in range(0, n, 500):
+        s = slice(a, min(n, a + 500))
+        for j, (x0, x1, y0, y1, colour) in enumerate(blobs):
+            blob = (
+                (xx >= x0[s, None, None])
+                & (xx < x1[s, None, None])
+                & (yy >= y0[s, None, None])
+                & (yy < y1[s, None, None])
+                & (j < num_clutter[s])[:, None, None]
+            )  # (slice, size, size)
+            img[s] = np.where(blob[..., None], colour[s, None, None, :], img[s])
+        dx = xx - cx[s, None, None]  # (slice, size, size)
+        dy = yy - cy[s, None, None]
+        all_masks = shape_masks(dx, dy, r[s, None, None])  # (classes, slice, size, size)
+        masks[s] = all_masks[labels[s], np.arange(s.stop - s.start)]
+        img[s] = np.where(masks[s, ..., None], colours[s, None, None, :], img[s])
     images = np.ascontiguousarray(img.transpose(0, 3, 1, 2))  # (n, 3, size, size)
     if not attributes:
         return images, labels.astype(np.int64), masks
