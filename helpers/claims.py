@@ -116,7 +116,7 @@ CLAIMS = [
         "0.0e+00; it gathers the caption (probes of shape, colour, place 100.0% after the "
         "blocks, 14.2% at most before); but CLIP's own text encoder reads its end-of-text "
         "token, and GPT-style models have no [CLS]",
-        "07 §7 The text side: the same summary token as in NLP?",
+        "07 §13 The text side: the same summary token as in NLP?",
     ),
     Claim(
         "alternatives: global average pooling, direct patch classification, learnable pooling",
@@ -162,7 +162,7 @@ CLAIMS = [
         "the image CLS alone, trained on captions only: zero-shot shapes 96.0% (supervised "
         "98.8%; CLIP ViT-L/14 on ImageNet 76.2%), retrieval R@1 96.8% / 99.1%; probes of "
         "shape/colour/place 97.0/95.7/99.8% (supervised CLS 98.4/42.9/24.6)",
-        "07 §4-6 Zero-shot classification; Retrieval; What does the image CLS token know?",
+        "07 §10-12 Zero-shot classification; Retrieval; What does the image CLS token know?",
     ),
     Claim(
         "DeiT: uses both CLS and distillation tokens",
