@@ -39,3 +39,4 @@ data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour 
 	$(PY) -m helpers.distill student --teacher data/cnn_teacher.pt --out $(R)/deit_student.pt --epochs 4 --threads 1 --force
 	for r in 0 1 4; do $(PY) -m helpers.distill vit --reg-tokens $$r --out $(R)/vit_reg$$r.pt --epochs 4 --threads 1 --force; done
 	$(PY) -m helpers.tokens --out $(R)/patch_vs_cls.json --threads 1 --force
+	$(PY) -m helpers.practices_study --threads 1 --out $(R)/practices_runs.json --force
