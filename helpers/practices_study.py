@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -53,8 +55,8 @@ N_TRAIN = 16_000  # one pass of 250 steps of 64
 N_CURVE = 500  # validation images for learning curves
 EVAL_EVERY = 25
 
-SEEDS = (0, 1, 2, 3, 4)  # init, cls_lr
-FEW_SEEDS = (0, 1, 2)  # base_lr, dropout, finetune, global
+SEEDS = (0, 1, 2, 3, 4)  # init
+FEW_SEEDS = (0, 1, 2)  # every other part
 
 INITS = ("zeros", "normal", "trunc_normal", "randn")  # cls_init values of ViTConfig
 INIT_SOURCES = {
@@ -69,13 +71,13 @@ POOLS = {"CLS": dict(global_pool="token"), "GAP": dict(global_pool="avg", class_
 
 DROP_RATES = (0.0, 0.1, 0.3)
 DROP_N_TRAIN = 2_000
-DROP_BUDGET = TrainConfig(epochs=20, batch_size=64, lr=3e-3, warmup_steps=50)  # 620 steps
+DROP_BUDGET = TrainConfig(epochs=25, batch_size=64, lr=3e-3, warmup_steps=50)  # 775 steps
 
 FT_TASKS = {"colour": len(CLASSES), "round or angular": 2}  # task -> classes
 ROUND = (CLASSES.index("disk"), CLASSES.index("ring"))
 FT_TARGET = {"colour": 0.8, "round or angular": 0.9}  # accuracy that counts as "learned"
 FT_METHODS = ("linear probe", "head + CLS token", "full fine-tuning", "from scratch")
-FT_BUDGET = TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=20, n_train=9_600)
+FT_BUDGET = TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=20, n_train=6_400)
 FT_EVAL_EVERY = 10
 
 REG_TASKS = {"size": ("radius",), "position": ("cx", "cy"), "count": ("num_clutter",)}
@@ -332,7 +334,7 @@ def cls_lr_name(scale: float) -> str:
     return f"CLS lr x{scale:g}"
 
 
-def run_cls_lr(train_set, val, seeds=SEEDS, progress=True) -> list[dict]:
+def run_cls_lr(train_set, val, seeds=FEW_SEEDS, progress=True) -> list[dict]:
     rows = []
     for s in CLS_LR_SCALES:
         kw = dict(lr_scale={"cls_token": s, "pos_embed[0]": s})
@@ -485,6 +487,9 @@ def run_global(train_set, val, seeds=FEW_SEEDS, progress=True, checkpoint=None) 
     return {"regression": regression, "mask": mask, "probes": probes}
 
 
+# rough cost of each part, in runs of the small model on its 250-step budget
+COST = {"finetune": 34, "global": 30, "dropout": 28, "base_lr": 24, "init": 20, "cls_lr": 9}
+
 RUNNERS = {
     "init": run_init,
     "cls_lr": run_cls_lr,
@@ -571,6 +576,9 @@ def main(argv=None) -> dict:
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
     p.add_argument("--seeds", type=int, default=0, help="seeds per run (0: each part's own)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="parts run side by side in this many processes"
+    )
     a = p.parse_args(argv)
     out = Path(a.out)
     if problem := output_problem(out, ".json", a.force):
@@ -583,15 +591,35 @@ def main(argv=None) -> dict:
         p.error(f"--seeds must be >= 0, got {a.seeds}.")
     if a.threads < 0:
         p.error(f"--threads must be >= 0, got {a.threads}.")
+    if a.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {a.jobs}.")
     if a.threads:
         torch.set_num_threads(a.threads)
-    seeds = range(a.seeds) if a.seeds else None
+    seeds = tuple(range(a.seeds)) if a.seeds else None
     runs = {}
-    for part in parts:  # the record is rewritten after every part: a crash keeps what was done
-        runs.update(run_study([part], seeds))
-        write_record(out, argv, runs, complete=part == parts[-1])
+    # The record is rewritten after every part, so a crash keeps what was done. Each part
+    # seeds its own runs: the numbers are the same whatever --jobs is.
+    if a.jobs == 1:
+        for part in parts:
+            runs.update(run_study([part], seeds))
+            write_record(out, argv, runs, complete=len(runs) == len(parts))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(a.jobs, ctx, _worker_init, (a.threads,)) as pool:
+            first = sorted(parts, key=COST.get, reverse=True)  # the longest parts first
+            todo = {pool.submit(run_study, [part], seeds, False): part for part in first}
+            for done in as_completed(todo):
+                runs.update(done.result())
+                print(f"{todo[done]} done", flush=True)
+                ordered = {p: runs[p] for p in parts if p in runs}
+                write_record(out, argv, ordered, complete=len(runs) == len(parts))
     print(f"{', '.join(parts)} -> {out}")
     return load_record(out, parts)
+
+
+def _worker_init(threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def write_record(out, argv, runs: dict, complete: bool) -> None:

@@ -297,7 +297,8 @@ def parse_lr_scale(model, lr_scale) -> tuple[dict, list]:
                 f"lr_scale key {key!r}: a slot needs a (1, T, D) parameter and 0 <= slot < T "
                 f"({name} has shape {tuple(p.shape)})."
             )
-        slots.append((p, slot, float(factor)))
+        if factor != 1:  # a factor of 1 changes nothing: leave the step as AdamW made it
+            slots.append((p, slot, float(factor)))
     if any(p is params[n] for p, _, _ in slots for n in whole):
         raise ValueError("lr_scale scales a parameter and one of its slots: choose one.")
     return whole, slots
