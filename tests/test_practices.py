@@ -167,6 +167,7 @@ def test_bad_arguments_stop_before_any_work(tmp_path, capsys):
         ["--out", str(tmp_path / "runs.json"), "--only", "init,nope"],
         ["--out", str(tmp_path / "runs.json"), "--seeds", "-1"],
         ["--out", str(tmp_path / "runs.json"), "--threads", "-1"],
+        ["--out", str(tmp_path / "runs.json"), "--jobs", "0"],
     ):
         with pytest.raises(SystemExit):
             ps.main(argv)
