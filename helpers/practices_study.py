@@ -41,10 +41,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import patch_mask
-from .checkpoint import atomic_write, output_problem, read_checkpoint
+from .checkpoint import atomic_write, load_checkpoint, output_problem, read_checkpoint
 from .data import CLASSES, ShapesDataset
 from .experiments import compare_configs
-from .model import VisionTransformer, ViTConfig, check_count
+from .model import VisionTransformer, ViTConfig
 from .paths import data_file
 from .probes import fit_probe, probe_accuracy
 from .runtime import provenance, seed_everything
@@ -460,10 +460,7 @@ def run_global(train_set, val, seeds=FEW_SEEDS, progress=True, checkpoint=None) 
     got = compare_configs(
         {"CLS classifier": {}}, train_set, val, BUDGET, seeds, base, progress, measure=measure
     )
-    shipped = VisionTransformer(
-        ViTConfig(**read_checkpoint(checkpoint or data_file("vit_shapes.pt"))["config"])
-    )
-    shipped.load_state_dict(read_checkpoint(checkpoint or data_file("vit_shapes.pt"))["state_dict"])
+    shipped, _ = load_checkpoint(checkpoint or data_file("vit_shapes.pt"))
     got.append(
         {
             "name": "shipped model",
@@ -548,7 +545,8 @@ def live_check(seed: int = 0, scale: float = 10.0, progress: bool = True) -> dic
     rate) with the study's data and budget; returns its row, to compare with the record."""
     if scale not in CLS_LR_SCALES:
         raise ValueError(f"scale={scale!r} is not one of the study's {CLS_LR_SCALES}.")
-    check_count(seed + 1, "seed + 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}.")
     train_set, val = datasets()
     kw = dict(lr_scale={"cls_token": scale, "pos_embed[0]": scale})
     seed_everything(seed)

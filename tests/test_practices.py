@@ -177,6 +177,8 @@ def test_bad_arguments_stop_before_any_work(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     with pytest.raises(ValueError, match="scale"):
         ps.live_check(scale=3.0)
+    with pytest.raises(ValueError, match="seed"):
+        ps.live_check(seed=-1)
 
 
 def test_shipped_record_is_complete(tmp_path):
