@@ -41,3 +41,4 @@ data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour 
 	$(PY) -m helpers.tokens --out $(R)/patch_vs_cls.json --threads 1 --force
 	$(PY) -m helpers.clip --out $(R)/clip_lite.pt --threads 1 --force
 	$(PY) -m helpers.dino --out $(R)/dino_vit.pt --threads 1 --force
+	$(PY) -m helpers.practices_study --threads 1 --out $(R)/practices_runs.json --force

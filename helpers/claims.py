@@ -62,9 +62,10 @@ CLAIMS = [
         "starts as a randomly initialized learnable parameter (`torch.randn`); use truncated "
         "normal",
         "partly",
-        "randn: CLS 9.70x a patch row, block 1 moves it by 0.020 of its norm; std 0.02: 0.25x, "
-        "0.745. Published models start small (zeros, 0.02, 1e-6)",
-        "01 §4; training with each: planned for 08",
+        "at step 0, randn: CLS 9.70x a patch row, block 1 moves it by 0.020 of its norm; std "
+        "0.02: 0.25x, 0.745. After training, accuracy % after 250 steps (5 seeds): std 0.02"
+        " 85.1 ± 2.9, zeros 81.0 ± 4.1, std 1e-6 69.9 ± 27.4, randn 77.5 ± 7.1",
+        "01 §4; 08 §1 Initialization, after training",
     ),
     Claim(
         "attends to all patches to gather global information",
@@ -175,27 +176,32 @@ CLAIMS = [
     ),
     Claim(
         "Learning rate: often benefits from different LR than patches",
-        "not yet tested",
-        "",
-        "planned: 08 best practices",
+        "does not hold here",
+        "CLS token and slot at 0.1x / 1x / 10x the rate: 83.3 ± 3.8 / 85.8 ± 3.4 / 82.6 ± "
+        "2.9 %; best base rate CLS 0.003, GAP 0.003",
+        "08 §2 A learning rate of its own?",
     ),
     Claim(
         "Regularization: apply dropout to CLS token output",
-        "not yet tested",
-        "",
-        "planned: 08 best practices",
+        "does not hold here",
+        "2000 images, 25 passes: validation % at drop_rate 0 / 0.1 / 0.3 93.8 ± 0.5 / 92.0 "
+        "± 1.5 / 91.9 ± 1.2; train - validation gap 5.6 / 6.4 / 5.5 points",
+        "08 §3 Dropout on the CLS output",
     ),
     Claim(
         "Fine-tuning: CLS token adapts quickly to new tasks",
-        "not yet tested",
-        "",
-        "planned: 08 best practices",
+        "partly",
+        "round or angular: linear probe at 90% in 30 steps or fewer, tuning the CLS token "
+        "too: 99.1% vs 98.2%; colour: head + CLS token 21.2% vs full fine-tuning 92.3%",
+        "08 §4 Fine-tuning: does the CLS token adapt quickly?",
     ),
     Claim(
         "can be used for any global task (detection, segmentation with modifications)",
-        "not yet tested",
-        "",
-        "planned: 08 best practices",
+        "partly",
+        "R² CLS vs GAP: size 0.66 vs 0.59, position 0.64 vs 0.28, count 0.01 vs 0.00; mask "
+        "IoU from the patch tokens 0.85, from CLS alone 0.02; CLS + mean vs CLS, colour "
+        "probe 0.53 vs 0.39",
+        "08 §5 Can be used for any global task",
     ),
     Claim(
         "only sees patch embeddings, not raw pixels",

@@ -23,6 +23,10 @@ def compare_configs(
     progress: bool = False,
     device: torch.device | str = "cpu",
     done: list[dict] = (),
+    make_model=None,
+    score=None,
+    measure=None,
+    train_kwargs: dict | None = None,
 ) -> list[dict]:
     """Train one model per (config, seed) on the same budget and evaluate it on `eval_data`.
 
@@ -31,7 +35,21 @@ def compare_configs(
     {"name", "seed", "accuracy", "seconds" (training only), "parameters"}.
     done: rows of runs already made the same way (e.g. a model trained earlier in a notebook);
     they are kept in their place and not trained again.
+
+    Hooks for other tasks than classification from scratch (all optional):
+    - make_model(overrides, base) -> model: builds the model (after seeding), e.g. from a
+      checkpoint; default VisionTransformer(base, **overrides).
+    - score(model, eval_data) -> {metric: value}: replaces {"accuracy": evaluate(...)}.
+    - measure(model, hist, start) -> dict: more fields for the row (a learning curve, how far
+      a parameter moved); `start` holds a copy of every parameter before training.
+    - train_kwargs: more arguments for helpers.train.train (val_data, eval_every, loss_fn,
+      lr_scale).
     """
+    for hook, fn in (("make_model", make_model), ("score", score), ("measure", measure)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{hook} must be a function, got {type(fn).__name__}.")
+    kwargs = dict(train_kwargs or {})
+    val_data = kwargs.pop("val_data", None)
     cfg = cfg or TrainConfig()
     known = {(r["name"], r["seed"]): r for r in done}
     rows = []
@@ -42,17 +60,21 @@ def compare_configs(
             rows.append(dict(known[(name, seed)]))
             continue
         seed_everything(seed)
-        model = VisionTransformer(base, **configs[name]).to(device)
-        hist = train(model, train_data, None, replace(cfg, seed=seed), progress=False)
-        rows.append(
-            {
-                "name": name,
-                "seed": seed,
-                "accuracy": evaluate(model, eval_data),
-                "seconds": hist.seconds[-1],
-                "parameters": count_parameters(model),
-            }
+        if make_model is None:
+            model = VisionTransformer(base, **configs[name]).to(device)
+        else:
+            model = make_model(configs[name], base).to(device)
+        start = {k: v.detach().clone() for k, v in model.named_parameters()} if measure else None
+        parameters = count_parameters(model)
+        hist = train(model, train_data, val_data, replace(cfg, seed=seed), progress=False, **kwargs)
+        scores = (
+            {"accuracy": evaluate(model, eval_data)} if score is None else score(model, eval_data)
         )
+        row = {"name": name, "seed": seed, **scores}
+        row.update(seconds=hist.seconds[-1], parameters=parameters)
+        if measure is not None:
+            row.update(measure(model, hist, start))
+        rows.append(row)
     return rows
 
 
@@ -72,19 +94,35 @@ def summarize_runs(rows: list[dict], keys=("accuracy", "seconds")) -> list[dict]
     return out
 
 
-def format_table(summary) -> str:
-    """An aligned text table of `summarize_runs` output (accuracy in %, time in s); the first
-    column is as wide as the longest config name."""
+def format_table(
+    summary,
+    metric: str = "accuracy",
+    label: str | None = None,
+    percent: bool = True,
+    digits: int = 1,
+    time: bool = True,
+) -> str:
+    """An aligned text table of `summarize_runs` output (by default accuracy in %, time in s);
+    the first column is as wide as the longest config name.
+
+    metric: the summarized key to show (e.g. "r2"), under `label` (default: the key), in %
+    when `percent`, with `digits` decimals; time=False leaves out the training time."""
     summary = list(summary)
+    if summary and metric not in summary[0]:
+        raise KeyError(f"the summary has no {metric!r}: summarize_runs(rows, keys=({metric!r},)).")
+    label = label or metric
+    unit, k = (" %", 100) if percent else ("", 1)
     w = max([len("config")] + [len(s["name"]) for s in summary])
-    head = f"{'config':<{w}} {'runs':>4} {'accuracy % (mean ± std)':>24} {'min–max %':>12} "
-    head += f"{'train s':>12} {'params':>8}"
+    col = f"{label}{unit} (mean ± std)"
+    wc = max(24, len(col))
+    head = f"{'config':<{w}} {'runs':>4} {col:>{wc}} {'min–max' + unit:>12} "
+    head += f"{'train s':>12} {'params':>8}" if time else f"{'params':>8}"
     lines = [head, "-" * len(head)]
     for s in summary:
-        acc = f"{100 * s['accuracy']:.1f} ± {100 * s['accuracy_std']:.1f}"
-        rng = f"{100 * s['accuracy_min']:.1f}–{100 * s['accuracy_max']:.1f}"
-        sec = f"{s['seconds']:.1f} ± {s['seconds_std']:.1f}"
-        lines.append(
-            f"{s['name']:<{w}} {s['runs']:>4} {acc:>24} {rng:>12} {sec:>12} {s['parameters']:>8,}"
-        )
+        acc = f"{k * s[metric]:.{digits}f} ± {k * s[metric + '_std']:.{digits}f}"
+        rng = f"{k * s[metric + '_min']:.{digits}f}–{k * s[metric + '_max']:.{digits}f}"
+        line = f"{s['name']:<{w}} {s['runs']:>4} {acc:>{wc}} {rng:>12} "
+        if time:
+            line += f"{s['seconds']:.1f} ± {s['seconds_std']:.1f}".rjust(12) + " "
+        lines.append(line + f"{s['parameters']:>8,}")
     return "\n".join(lines)

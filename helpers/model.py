@@ -153,10 +153,13 @@ def uniform_(t: torch.Tensor, bound: float) -> torch.Tensor:
 
 
 def trunc_normal_(t: torch.Tensor, std: float = 0.02) -> torch.Tensor:
-    """Normal(0, std) cut at +-2 std: DeiT's and timm <= 0.4's init for weights and tokens.
+    """Normal(0, std) cut at +-2 std: what DeiT and timm (<= 0.4 for tokens, still for
+    weights) call a truncated normal of std 0.02.
 
-    (nn.init.trunc_normal_ cuts at absolute values +-2 by default, which for std 0.02 cuts
-    nothing; here the cut is where "truncated" means it.)
+    Not quite their values: they call `trunc_normal_(t, std=.02)` with the default cut at
+    absolute values +-2, which for std 0.02 is 100 std and cuts nothing, so their draws are
+    those of a plain normal of std 0.02. Here the cut is where "truncated" means it, which
+    leaves a standard deviation of 0.88 std.
     """
     return normal_(t, std, truncate=2.0)
 
@@ -165,10 +168,16 @@ def trunc_normal_(t: torch.Tensor, std: float = 0.02) -> torch.Tensor:
 def init_cls_token(param: torch.Tensor, how: str = "trunc_normal") -> torch.Tensor:
     """Fill a CLS token in place. The choices, and who uses them:
 
-    - "trunc_normal": truncated normal, std 0.02 (DeiT; timm <= 0.4). The series' default.
-    - "normal": normal, std 1e-6 (timm 1.x): practically zero, but not exactly.
-    - "zeros": all zeros (the original ViT, Dosovitskiy et al. 2021, in big_vision / Flax).
-    - "randn": standard normal, std 1: a deliberately bad choice, for comparison.
+    - "trunc_normal": truncated normal, std 0.02, cut at 2 std (see trunc_normal_): the
+      series' default. DeiT (facebookresearch/deit, on timm 0.3) and timm <= 0.4 wrote
+      `trunc_normal_(cls_token, std=.02)`, whose cut at +-2 (absolute) cuts nothing.
+    - "normal": normal, std 1e-6 (timm today, VisionTransformer.init_weights): practically
+      zero, but not exactly.
+    - "zeros": all zeros (the original ViT, Dosovitskiy et al. 2021: google-research/
+      vision_transformer, Flax, `self.param('cls', nn.initializers.zeros, ...)`; timm <= 0.4
+      too when asked for the "jax" init).
+    - "randn": standard normal, std 1, the brief's `torch.randn`: a deliberately large start.
+    Notebook 01 compares them at step 0, notebook 08 after training.
     """
     if how == "trunc_normal":
         return trunc_normal_(param, std=0.02)

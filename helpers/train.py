@@ -156,6 +156,7 @@ def train(
     eval_every: int | None = None,
     loss_fn=None,
     callback=None,
+    lr_scale: dict | None = None,
 ) -> History:
     """Train with AdamW, warm-up + cosine schedule and cross-entropy; returns a History.
 
@@ -165,9 +166,13 @@ def train(
     The progress bar is one line, which a saved notebook keeps at 100% (helpers.progress).
 
     loss_fn(model, x, y) -> (loss, logits): replaces cross-entropy on model(x) (for a
-    distillation loss, say); the logits are used for the training accuracy.
+    distillation loss, say); the logits are used for the training accuracy; return
+    (loss, None) for a task without classes (a regression, say): train_acc is then NaN.
     callback(step, model): called after every optimizer step (to save snapshots, say); the
     model is in training mode, and the callback must not change its weights.
+    lr_scale: {parameter name: factor}, e.g. {"cls_token": 10.0, "pos_embed[0]": 10.0}: that
+    parameter learns at factor x the scheduled rate; "name[i]" scales only token slot i of a
+    (1, T, D) parameter such as pos_embed (see `scale_slot_update`). None: one rate for all.
     """
     cfg = cfg or TrainConfig()
     device = model_device(model)
@@ -189,15 +194,19 @@ def train(
         )
     total = steps_per_epoch * cfg.epochs
     every = eval_every or steps_per_epoch
-    decay = [p for p in model.parameters() if p.ndim >= 2 and p.requires_grad]
-    no_decay = [p for p in model.parameters() if p.ndim < 2 and p.requires_grad]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
+    whole, slots = parse_lr_scale(model, lr_scale)
+    groups = []
+    for scaled in (False, True) if whole else (False,):
+        ps = [p for n, p in model.named_parameters() if p.requires_grad and (n in whole) == scaled]
+        for p_decay, wd in ((True, cfg.weight_decay), (False, 0.0)):
+            params = [p for p in ps if (p.ndim >= 2) == p_decay]
+            if scaled:
+                for p in params:  # one group per scaled parameter: its own factor
+                    name = next(n for n, q in model.named_parameters() if q is p)
+                    groups.append({"params": [p], "weight_decay": wd, "lr_scale": whole[name]})
+            else:
+                groups.append({"params": params, "weight_decay": wd})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     hist = History()
     start, step, compute = time.perf_counter(), 0, 0.0
@@ -211,7 +220,7 @@ def train(
             x, y = _get_batch(train_data, order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
             x, y = x.to(device), y.to(device)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, cfg)
+                group["lr"] = lr_at(step, total, cfg) * group.get("lr_scale", 1.0)
             if loss_fn is None:
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -219,7 +228,11 @@ def train(
                 loss, logits = loss_fn(model, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            if slots:
+                with scale_slot_update(slots):
+                    opt.step()
+            else:
+                opt.step()
             step += 1
             if callback is not None:
                 callback(step, model)
@@ -231,14 +244,15 @@ def train(
                 model.train()
             hist.step_loss.append(loss.item())
             run_loss += loss.item() * len(y)
-            run_correct += (logits.argmax(-1) == y).sum().item()
+            if logits is not None:
+                run_correct += (logits.argmax(-1) == y).sum().item()
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
         seen = steps_per_epoch * cfg.batch_size
         hist.epoch.append(epoch + 1)
         hist.train_loss.append(run_loss / seen)
-        hist.train_acc.append(run_correct / seen)
+        hist.train_acc.append(run_correct / seen if logits is not None else math.nan)
         hist.seconds.append(time.perf_counter() - start)
         post = {"epoch": epoch + 1, "loss": f"{hist.train_loss[-1]:.3f}"}
         if hist.val_acc:
@@ -247,6 +261,67 @@ def train(
     bar.close()
     model.eval()
     return hist
+
+
+def parse_lr_scale(model, lr_scale) -> tuple[dict, list]:
+    """Check `lr_scale` ({parameter name or "name[slot]": factor}) against the model.
+
+    Returns ({name: factor} for whole parameters, [(parameter, slot, factor)] for slots)."""
+    if lr_scale is None:
+        return {}, []
+    if not isinstance(lr_scale, dict):
+        raise TypeError(
+            f'lr_scale must be a dict such as {{"cls_token": 10.0}}, got {type(lr_scale).__name__}.'
+        )
+    params = dict(model.named_parameters())
+    whole, slots = {}, []
+    for key, factor in lr_scale.items():
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+            raise ValueError(f"lr_scale[{key!r}] must be a number > 0, got {factor!r}.")
+        name, _, rest = str(key).partition("[")
+        if name not in params:
+            raise ValueError(
+                f"lr_scale names {name!r}, which is not a parameter of this model; its "
+                f"parameters include {sorted(params)[:6]} ..."
+            )
+        if not rest:
+            whole[name] = float(factor)
+            continue
+        p = params[name]
+        try:
+            slot = int(rest.rstrip("]"))
+        except ValueError:
+            raise ValueError(f'lr_scale key {key!r}: write a token slot as "{name}[0]".') from None
+        if not rest.endswith("]") or p.ndim != 3 or not 0 <= slot < p.shape[1]:
+            raise ValueError(
+                f"lr_scale key {key!r}: a slot needs a (1, T, D) parameter and 0 <= slot < T "
+                f"({name} has shape {tuple(p.shape)})."
+            )
+        if factor != 1:  # a factor of 1 changes nothing: leave the step as AdamW made it
+            slots.append((p, slot, float(factor)))
+    if any(p is params[n] for p, _, _ in slots for n in whole):
+        raise ValueError("lr_scale scales a parameter and one of its slots: choose one.")
+    return whole, slots
+
+
+class scale_slot_update:
+    """Around an optimizer step: multiply the change of each (parameter, slot) by its factor.
+
+    AdamW's step is linear in the learning rate (the moments do not depend on it), so a
+    slot whose change is scaled by s moved exactly as with s x the rate, up to rounding."""
+
+    def __init__(self, slots):
+        self.slots = slots
+
+    def __enter__(self):
+        self.before = [p.detach()[:, i].clone() for p, i, _ in self.slots]
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            with torch.no_grad():
+                for (p, i, s), old in zip(self.slots, self.before):
+                    p[:, i] = old + s * (p[:, i] - old)
+        return False
 
 
 class _LastSnapshot(Exception):
