@@ -28,7 +28,7 @@ checkpoint:  ## rebuild the shipped checkpoint (about 3 minutes on 2 CPU cores)
 
 PY := .venv/bin/python
 R := data/rebuilt
-data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour on 2 CPU cores)
+data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour and a half on 2 CPU cores)
 	mkdir -p $(R)
 	$(PY) -m helpers.train --out $(R)/vit_shapes.pt --force
 	$(PY) -m helpers.train --depth 8 --out $(R)/vit_shapes_depth8.pt --threads 1 --force
