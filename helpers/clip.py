@@ -34,7 +34,14 @@ import torch.nn.functional as F
 
 from .checkpoint import atomic_write, load_payload, output_problem, save_payload
 from .data import CLASSES, COLOUR_NAMES, ShapesDataset
-from .model import Block, VisionTransformer, check_count, make_config, trunc_normal_
+from .model import (
+    Block,
+    VisionTransformer,
+    check_count,
+    make_config,
+    run_blocks,
+    trunc_normal_,
+)
 from .paths import DATA_DIR, data_file
 from .progress import progress_bar
 from .runtime import model_device, provenance, seed_everything
@@ -258,14 +265,8 @@ class TextTransformer(nn.Module):
         """Token ids -> final tokens (B, T, D) after the norm; with return_attention=True:
         (tokens, [per block (B, nh, T, T)])."""
         x = self.embed(ids)
-        mask = self.padding_mask(ids)
-        attentions = []
-        for block in self.blocks:
-            if return_attention:
-                x, att = block(x, mask, return_attention=True)  # att: (B, nh, T, T)
-                attentions.append(att)
-            else:
-                x = block(x, mask)  # (B, T, D)
+        masks = [self.padding_mask(ids)] * len(self.blocks)  # the same mask in every block
+        x, attentions = run_blocks(self.blocks, x, masks, return_attention)
         x = self.norm(x)
         return (x, attentions) if return_attention else x
 

@@ -382,6 +382,19 @@ class AttentionPool(nn.Module):
         return (y, att) if return_attention else y
 
 
+def run_blocks(blocks, x: torch.Tensor, masks, return_attention: bool = False):
+    """Tokens x (B, T, D) through `blocks`, block i with masks[i] (None: no mask); returns
+    (x, [per block (B, nh, T, T)] when return_attention, else [])."""
+    attentions = []
+    for block, mask in zip(blocks, masks):
+        if return_attention:
+            x, att = block(x, mask, return_attention=True)  # att: (B, nh, T, T)
+            attentions.append(att)
+        else:
+            x = block(x, mask)  # (B, T, D)
+    return x, attentions
+
+
 class VisionTransformer(nn.Module):
     """The series' ViT: patches and prefix tokens -> `depth` blocks -> norm -> pool -> head.
 
@@ -475,13 +488,7 @@ class VisionTransformer(nn.Module):
         (tokens, [per block (B, nh, T, T)])."""
         x = self.embed(x)
         masks = layer_masks(attn_mask, self.cfg.depth, x.shape[1])
-        attentions = []
-        for block, mask in zip(self.blocks, masks):
-            if return_attention:
-                x, att = block(x, mask, return_attention=True)  # att: (B, nh, T, T)
-                attentions.append(att)
-            else:
-                x = block(x, mask)  # (B, T, D)
+        x, attentions = run_blocks(self.blocks, x, masks, return_attention)
         x = self.norm(x)
         return (x, attentions) if return_attention else x
 
