@@ -90,7 +90,9 @@ def variants(cfg: ViTConfig) -> dict:
 
 def throughput(cfg, batches, rounds: int, steps: int) -> dict:
     """Images/s of each variant: `rounds` rounds of `steps` steps each, interleaved."""
-    runs = {name: make_step(m.train(), batches, fused) for name, (m, fused) in variants(cfg).items()}
+    runs = {
+        name: make_step(m.train(), batches, fused) for name, (m, fused) in variants(cfg).items()
+    }
     for step in runs.values():  # warm-up
         for _ in range(3):
             step()
