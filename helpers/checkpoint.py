@@ -6,6 +6,7 @@ The file is a plain `torch.save` dict of tensors, numbers and strings, read back
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -63,6 +64,32 @@ def output_problem(path, suffix: str, force: bool = False) -> str | None:
     if path.is_dir() or not path.parent.is_dir():
         return f"cannot write {path}: its folder {path.parent} does not exist (create it first)."
     return None
+
+
+def command_parser(module: str, description: str, out_help: str, default: str | None = None):
+    """The argument parser of a command of the series (`python -m helpers.<module>`), with
+    the options every one of them has: --out (required when it has no default), --force and
+    --threads. Add the command's own options, then call `parse_command`."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    p.add_argument("--out", default=default, required=default is None, help=out_help)
+    p.add_argument("--force", action="store_true", help="replace an existing file at --out")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    return p
+
+
+def parse_command(p: argparse.ArgumentParser, argv, suffix: str):
+    """Parse argv with a `command_parser`; refuse a bad --out (see output_problem) or a
+    negative --threads with the parser's error (usage, the problem, exit status 2); give torch
+    the threads asked for. Returns (the arguments, --out as a Path)."""
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    if problem := output_problem(out, suffix, a.force):
+        p.error(problem)
+    if a.threads < 0:
+        p.error(f"--threads must be >= 0, got {a.threads}.")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    return a, out
 
 
 def save_payload(path, payload: dict) -> Path:

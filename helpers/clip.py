@@ -20,7 +20,6 @@ token, trained so that a picture and its caption land close together in a shared
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -32,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, load_payload, output_problem, save_payload
+from .checkpoint import atomic_write, command_parser, load_payload, parse_command, save_payload
 from .data import CLASSES, COLOUR_NAMES, ShapesDataset
 from .model import (
     Block,
@@ -535,28 +534,19 @@ def load_clip(path=None, device="cpu") -> tuple[CLIPLite, dict]:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
-        prog="python -m helpers.clip",
-        description="Train CLIP-lite on shapes-in-clutter images and their generated captions; "
-        "save the model and a .json record next to it (the defaults: data/clip_lite.pt).",
+    p = command_parser(
+        "helpers.clip",
+        "Train CLIP-lite on shapes-in-clutter images and their generated captions; save the "
+        "model and a .json record next to it (the defaults: data/clip_lite.pt).",
+        "checkpoint path (.pt)",
     )
-    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
     for name, val in asdict(ClipTrainConfig()).items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(val), default=val)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    a = p.parse_args(argv)
-    out = Path(a.out)
-    if problem := output_problem(out, ".pt", a.force):
-        p.error(problem)
-    if a.threads < 0:
-        p.error(f"--threads must be >= 0, got {a.threads}.")
+    a, out = parse_command(p, argv, ".pt")
     try:
         tcfg = ClipTrainConfig(**{k: getattr(a, k) for k in asdict(ClipTrainConfig())})
     except ValueError as e:
         p.error(str(e))
-    if a.threads:
-        torch.set_num_threads(a.threads)
     train_ds, test_ds = ShapesDataset("train"), ShapesDataset("test")
     seed_everything(tcfg.seed)
     model = CLIPLite()

@@ -28,20 +28,18 @@ the main model that way instead. About 8 minutes on one free CPU core.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import get_attention
-from .checkpoint import atomic_write, output_problem, save_checkpoint
+from .checkpoint import atomic_write, command_parser, parse_command, save_checkpoint
 from .data import ShapesDataset
 from .model import (
     VisionTransformer,
@@ -608,34 +606,27 @@ COLLAPSE_RUNS = {  # short runs of the recipe with one change each
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
-        prog="python -m helpers.dino",
-        description="Train DINO-lite (student + EMA teacher, no labels) on shapes-in-clutter; "
-        "save the teacher's backbone and a .json record with its frozen-feature scores and "
-        "short collapse runs.",
+    p = command_parser(
+        "helpers.dino",
+        "Train DINO-lite (student + EMA teacher, no labels) on shapes-in-clutter; save the "
+        "teacher's backbone and a .json record with its frozen-feature scores and short "
+        "collapse runs.",
+        "checkpoint path (.pt)",
     )
-    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--steps", type=int, default=DINOConfig.steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-centering", action="store_true", help="train without centering")
     p.add_argument("--no-sharpening", action="store_true", help="teacher temperature = student's")
     p.add_argument("--collapse-steps", type=int, default=COLLAPSE_STEPS, help="0: skip them")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    a = p.parse_args(argv)
-    out = Path(a.out)
-    if problem := output_problem(out, ".pt", a.force):
-        p.error(problem)
-    if a.threads < 0 or a.collapse_steps < 0:
-        p.error("--threads and --collapse-steps must be >= 0.")
+    a, out = parse_command(p, argv, ".pt")
+    if a.collapse_steps < 0:
+        p.error(f"--collapse-steps must be >= 0, got {a.collapse_steps}.")
     try:
         cfg = DINOConfig(
             steps=a.steps, seed=a.seed, centering=not a.no_centering, sharpening=not a.no_sharpening
         )
     except ValueError as e:
         p.error(str(e))
-    if a.threads:
-        torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     train_ds = ShapesDataset("train")
     bank = ShapesDataset("train", n=BANK_SIZE)

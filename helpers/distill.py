@@ -21,7 +21,6 @@ Every model and loss here trains with helpers.train.train (through its `loss_fn`
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -32,8 +31,9 @@ import torch.nn.functional as F
 
 from .checkpoint import (
     atomic_write,
+    command_parser,
     load_payload,
-    output_problem,
+    parse_command,
     read_checkpoint,
     save_checkpoint,
     save_payload,
@@ -310,34 +310,27 @@ def agreement(a: nn.Module, b: nn.Module, images: torch.Tensor, batch_size: int 
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
-        prog="python -m helpers.distill",
-        description="Train notebook 06's models on shapes-in-clutter and save each with a "
-        ".json record next to it: the CNN teacher, the distilled student, plain ViTs.",
+    p = command_parser(
+        "helpers.distill",
+        "Train notebook 06's models on shapes-in-clutter and save each with a .json record "
+        "next to it: the CNN teacher, the distilled student, plain ViTs.",
+        "checkpoint path (.pt)",
     )
     p.add_argument("kind", choices=["teacher", "student", "vit"])
-    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--teacher", default="data/cnn_teacher.pt", help="for kind=student")
     p.add_argument("--reg-tokens", type=int, default=0, help="for kind=vit")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--depth", type=int, default=ViTConfig.depth)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    a = p.parse_args(argv)
-    out = Path(a.out)
-    if problem := output_problem(out, ".pt", a.force):
-        p.error(problem)
-    if a.reg_tokens < 0 or a.threads < 0 or a.depth < 1:
-        p.error("--reg-tokens and --threads must be >= 0, --depth >= 1.")
+    a, out = parse_command(p, argv, ".pt")
+    if a.reg_tokens < 0 or a.depth < 1:
+        p.error("--reg-tokens must be >= 0, --depth >= 1.")
     if a.kind == "student" and not Path(a.teacher).is_file():
         p.error(f"no teacher at {a.teacher}: train it first with `... teacher --out {a.teacher}`.")
     try:
         tcfg = TrainConfig(epochs=a.epochs, seed=a.seed)
     except ValueError as e:
         p.error(str(e))
-    if a.threads:
-        torch.set_num_threads(a.threads)
     seed_everything(a.seed)
     train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))
     meta = {}

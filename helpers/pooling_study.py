@@ -20,14 +20,11 @@ Two parts:
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-
-from .checkpoint import atomic_write, output_problem
+from .checkpoint import atomic_write, command_parser, parse_command
 from .data import ShapesDataset
 from .experiments import compare_configs, summarize_runs
 from .model import ViTConfig
@@ -112,26 +109,18 @@ def find_run(record: dict, name: str, seed: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
-        prog="python -m helpers.pooling_study",
-        description="Train notebook 04's pooling variants with several seeds; write a JSON record.",
+    p = command_parser(
+        "helpers.pooling_study",
+        "Train notebook 04's pooling variants with several seeds; write a JSON record.",
+        "the JSON record to write",
+        f"data/{RECORD}",
     )
-    p.add_argument("--out", default=f"data/{RECORD}", help="the JSON record to write")
-    p.add_argument("--force", action="store_true", help="replace an existing record")
     p.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per pooling variant")
     p.add_argument("--lag-seeds", type=int, default=len(LAG_SEEDS), help="seeds per MAP-lag run")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    a = p.parse_args(argv)
-    out = Path(a.out)
-    if problem := output_problem(out, ".json", a.force):
-        p.error(problem)
+    a, out = parse_command(p, argv, ".json")
     for name in ("seeds", "lag_seeds"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}.")
-    if a.threads < 0:
-        p.error(f"--threads must be >= 0, got {a.threads}.")
-    if a.threads:
-        torch.set_num_threads(a.threads)
     runs = run_study(tuple(range(a.seeds)), tuple(range(a.lag_seeds)))
     record = {
         **provenance("helpers.pooling_study", argv),

@@ -14,7 +14,6 @@ accuracy to the last digit for the same torch version and thread count.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, output_problem
+from .checkpoint import atomic_write, command_parser, parse_command
 from .data import ShapesDataset
 from .model import VisionTransformer, ViTConfig, adapt_to_image_size
 from .paths import data_file
@@ -125,24 +124,16 @@ def format_scores(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
-        prog="python -m helpers.pos_embed_study",
-        description="Train notebook 02's position-table variants with several seeds.",
+    p = command_parser(
+        "helpers.pos_embed_study",
+        "Train notebook 02's position-table variants with several seeds.",
+        "the JSON record to write",
+        f"data/{RECORD}",
     )
-    p.add_argument("--out", default=f"data/{RECORD}", help="the JSON record to write")
-    p.add_argument("--force", action="store_true", help="replace an existing record")
     p.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per variant")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    a = p.parse_args(argv)
-    out = Path(a.out)
-    if problem := output_problem(out, ".json", a.force):
-        p.error(problem)
+    a, out = parse_command(p, argv, ".json")
     if a.seeds < 1:
         p.error(f"--seeds must be >= 1, got {a.seeds}.")
-    if a.threads < 0:
-        p.error(f"--threads must be >= 0, got {a.threads}.")
-    if a.threads:
-        torch.set_num_threads(a.threads)
     rows = run_study(tuple(range(a.seeds)))
     record = {
         **provenance("helpers.pos_embed_study", argv),

@@ -28,7 +28,6 @@ The parts (each a list of rows of helpers.experiments.compare_configs):
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import multiprocessing
@@ -41,7 +40,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import patch_mask
-from .checkpoint import atomic_write, load_checkpoint, output_problem, read_checkpoint
+from .checkpoint import (
+    atomic_write,
+    command_parser,
+    load_checkpoint,
+    parse_command,
+    read_checkpoint,
+)
 from .data import CLASSES, ShapesDataset
 from .experiments import compare_configs
 from .model import VisionTransformer, ViTConfig
@@ -567,35 +572,27 @@ def _clean(x):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
-        prog="python -m helpers.practices_study",
-        description="Run notebook 08's experiments (best practices for the CLS token) with "
-        "several seeds; write a JSON record.",
+    p = command_parser(
+        "helpers.practices_study",
+        "Run notebook 08's experiments (best practices for the CLS token) with several seeds; "
+        "write a JSON record.",
+        "the JSON record to write",
+        f"data/{RECORD}",
     )
-    p.add_argument("--out", default=f"data/{RECORD}", help="the JSON record to write")
-    p.add_argument("--force", action="store_true", help="replace an existing record")
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
     p.add_argument("--seeds", type=int, default=0, help="seeds per run (0: each part's own)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument(
         "--jobs", type=int, default=1, help="parts run side by side in this many processes"
     )
-    a = p.parse_args(argv)
-    out = Path(a.out)
-    if problem := output_problem(out, ".json", a.force):
-        p.error(problem)
+    a, out = parse_command(p, argv, ".json")
     parts = [s.strip() for s in a.only.split(",") if s.strip()]
     bad = [s for s in parts if s not in PARTS]
     if bad or not parts:
         p.error(f"--only takes parts of {','.join(PARTS)}, got {a.only!r}.")
     if a.seeds < 0:
         p.error(f"--seeds must be >= 0, got {a.seeds}.")
-    if a.threads < 0:
-        p.error(f"--threads must be >= 0, got {a.threads}.")
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}.")
-    if a.threads:
-        torch.set_num_threads(a.threads)
     seeds = tuple(range(a.seeds)) if a.seeds else None
     runs = {}
     # The record is rewritten after every part, so a crash keeps what was done. Each part

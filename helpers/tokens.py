@@ -11,14 +11,13 @@ DistilledViT included): it reads `model.embed`, `model.blocks` and `model.norm`.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, replace
 
 import torch
 import torch.nn as nn
 
-from .checkpoint import atomic_write, output_problem
+from .checkpoint import atomic_write, command_parser, parse_command
 from .data import ShapesDataset
 from .experiments import format_table, summarize_runs
 from .model import VisionTransformer, ViTConfig, as_images, count_parameters
@@ -235,22 +234,17 @@ def compare_run(
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
-        prog="python -m helpers.tokens",
-        description="Compare CLS pooling, mean pooling and direct patch classification over "
-        "seeds at one small budget; write the runs and their summary to a JSON file.",
+    p = command_parser(
+        "helpers.tokens",
+        "Compare CLS pooling, mean pooling and direct patch classification over seeds at one "
+        "small budget; write the runs and their summary to a JSON file.",
+        "the JSON results file to write",
+        "data/patch_vs_cls.json",
     )
-    p.add_argument("--out", default="data/patch_vs_cls.json")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--force", action="store_true", help="replace an existing results file")
-    a = p.parse_args(argv)
-    if problem := output_problem(a.out, ".json", a.force):
-        p.error(problem)
-    if len(a.seeds) < 1 or a.threads < 0:
-        p.error("give at least one seed, and --threads >= 0.")
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    a, _ = parse_command(p, argv, ".json")
+    if len(a.seeds) < 1:
+        p.error("give at least one seed.")
     train_ds = ShapesDataset("train", n=COMPARE_TRAIN.n_train)  # made for this size
     test_ds = ShapesDataset("test")
     rows = []

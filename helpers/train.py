@@ -10,17 +10,15 @@ batches move to the model's device, results come back on the CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, output_problem, save_checkpoint, save_snapshots
+from .checkpoint import atomic_write, command_parser, parse_command, save_checkpoint, save_snapshots
 from .data import SPLITS, ShapesDataset
 from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
 from .progress import progress_bar
@@ -385,13 +383,13 @@ def confusion_counts(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> t
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(
-        prog="python -m helpers.train",
-        description="Train the tiny ViT on shapes-in-clutter and save a checkpoint, with its "
-        "record next to it as a .json file (the defaults rebuild data/vit_shapes.pt).",
+    p = command_parser(
+        "helpers.train",
+        "Train the tiny ViT on shapes-in-clutter and save a checkpoint, with its record next "
+        "to it as a .json file (the defaults rebuild data/vit_shapes.pt).",
+        "checkpoint path (.pt)",
+        "data/vit_shapes.pt",
     )
-    p.add_argument("--out", default="data/vit_shapes.pt", help="checkpoint path (.pt)")
-    p.add_argument("--force", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--global-pool", default="token", choices=["token", "avg", "map"])
     p.add_argument("--no-class-token", action="store_true")
     for name, val in asdict(TrainConfig()).items():
@@ -399,7 +397,6 @@ def main(argv=None) -> dict:
             p.add_argument(f"--{name.replace('_', '-')}", type=type(val), default=val)
     for name in ("embed_dim", "depth", "num_heads"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(ViTConfig, name))
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument(
         "--snapshots",
         default=None,
@@ -408,14 +405,9 @@ def main(argv=None) -> dict:
         "at each of these steps (helpers.checkpoint.load_snapshots) instead of the final model; "
         "training follows the full recipe's schedule and stops after the last of them",
     )
-    a = p.parse_args(argv)
     # Every check before any work: a bad number or path costs nothing and destroys nothing.
-    out = Path(a.out)
+    a, out = parse_command(p, argv, ".pt")
     record = out.with_suffix(".json")
-    if problem := output_problem(out, ".pt", a.force):
-        p.error(problem)
-    if a.threads < 0:
-        p.error(f"--threads must be >= 0, got {a.threads}.")
     try:
         steps = parse_steps(a.snapshots) if a.snapshots is not None else None
     except ValueError as e:
@@ -438,8 +430,6 @@ def main(argv=None) -> dict:
     total = SPLITS["train"][1] // tcfg.batch_size * tcfg.epochs
     if steps and steps[-1] > total:
         p.error(f"--snapshots step {steps[-1]} is past the last step ({total}) of this run.")
-    if a.threads:
-        torch.set_num_threads(a.threads)
     seed_everything(tcfg.seed)
     model = VisionTransformer(mcfg)
     train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))

@@ -94,3 +94,26 @@ def test_a_checkpoint_from_a_newer_version_is_refused(tmp_path):
     torch.save(payload, path)
     with pytest.raises(ValueError, match="version 99.*update"):
         read_checkpoint(path)
+
+
+def test_every_command_shares_out_force_and_threads(tmp_path, capsys):
+    import pytest as _pytest
+
+    from helpers.checkpoint import command_parser, parse_command
+
+    p = command_parser("helpers.example", "an example command", "where to write (.json)")
+    out = tmp_path / "r.json"
+    a, path = parse_command(p, ["--out", str(out)], ".json")
+    assert path == out and a.threads == 0 and not a.force
+    out.write_text("{}")
+    for argv, says in (
+        (["--out", str(out)], "pass --force"),
+        (["--out", str(tmp_path / "r.pt")], "must end in .json"),
+        (["--out", str(tmp_path / "r2.json"), "--threads", "-2"], "--threads must be >= 0"),
+        ([], "--out"),  # required when there is no default
+    ):
+        with _pytest.raises(SystemExit) as e:
+            parse_command(p, argv, ".json")
+        assert e.value.code == 2 and says in capsys.readouterr().err
+    a, _ = parse_command(p, ["--out", str(out), "--force"], ".json")
+    assert a.force
