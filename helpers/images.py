@@ -64,23 +64,6 @@ def _bomb_error(err: Exception, image_size: int) -> UploadError:
     )
 
 
-def parse_upload(value) -> list[tuple[str, bytes]]:
-    """FileUpload.value -> [(file name, content bytes)], for ipywidgets 7 and 8 alike.
-
-    ipywidgets 7.x: {name: {"content": bytes, "metadata": {"name": ..., ...}}}
-    ipywidgets 8.x: ({"name": ..., "content": memoryview, "size": ..., ...}, ...)
-    """
-    if not value:
-        return []
-    if isinstance(value, dict):  # 7.x
-        items = [
-            (v.get("metadata", {}).get("name", k), v.get("content", b"")) for k, v in value.items()
-        ]
-    else:  # 8.x: tuple (or list) of dicts
-        items = [(v.get("name", "upload"), v.get("content", b"")) for v in value]
-    return [(str(name), bytes(content)) for name, content in items]
-
-
 def load_image_bytes(
     data: bytes,
     image_size: int,

@@ -367,12 +367,6 @@ def parse_steps(text: str) -> list[int]:
     return steps
 
 
-def confusion_matrix(model, dataset, num_classes: int | None = None, batch_size: int = 500):
-    """Counts (classes, classes): row = true class, column = predicted class."""
-    pred, y = predictions(model, dataset, batch_size)
-    return confusion_counts(pred, y, num_classes or model.head.out_features)
-
-
 def confusion_counts(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """The confusion matrix of predictions already made: (classes, classes) counts."""
     pred, y = torch.as_tensor(pred).flatten().cpu(), torch.as_tensor(y).flatten().cpu()

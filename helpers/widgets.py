@@ -155,15 +155,6 @@ def head_label(head) -> str:
     return f"head {head}" if isinstance(head, int) else f"{head} over heads"
 
 
-def head_options(mode: str, num_heads: int) -> list[tuple[str, object]]:
-    """Head choices for a mode: rollout fuses the heads at every layer (mean or max), so a
-    single head is offered for raw attention only."""
-    opts = [(head_label(h), h) for h in ROLLOUT_FUSIONS]
-    if mode == "raw":
-        opts += [(head_label(h), h) for h in range(num_heads)]
-    return opts
-
-
 @dataclass(frozen=True)
 class ExplorerState:
     layer: int  # 0-based, as in helpers.attention

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.images import MAX_UPLOAD_BYTES, UploadError, load_image_bytes, parse_upload
+from helpers.images import MAX_UPLOAD_BYTES, UploadError, load_image_bytes
 
 
 def png_bytes(mode="RGB", size=(40, 30), fmt="PNG", color=(200, 30, 30)):
@@ -14,17 +14,6 @@ def png_bytes(mode="RGB", size=(40, 30), fmt="PNG", color=(200, 30, 30)):
     buf = io.BytesIO()
     img.save(buf, format=fmt)
     return buf.getvalue()
-
-
-def test_parse_upload_ipywidgets7_and_8():
-    content = png_bytes()
-    v7 = {"cat.png": {"content": content, "metadata": {"name": "cat.png", "size": len(content)}}}
-    v8 = ({"name": "cat.png", "type": "image/png", "size": len(content),
-           "content": memoryview(content), "last_modified": 0},)  # fmt: skip
-    assert parse_upload(v7) == [("cat.png", content)]
-    assert parse_upload(v8) == [("cat.png", content)]
-    assert isinstance(parse_upload(v8)[0][1], bytes)
-    assert parse_upload({}) == [] and parse_upload(()) == [] and parse_upload(None) == []
 
 
 @pytest.mark.parametrize(

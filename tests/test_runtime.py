@@ -11,7 +11,7 @@ from helpers.data import ShapesDataset
 from helpers.experiments import compare_configs
 from helpers.model import VisionTransformer, ViTConfig
 from helpers.runtime import available_cpus, choose_device, start
-from helpers.train import TrainConfig, confusion_matrix, evaluate, predict, predictions, train
+from helpers.train import TrainConfig, evaluate, predict, predictions, train
 from helpers.widgets import AttentionExplorer
 from tests.conftest import TINY
 
@@ -67,7 +67,7 @@ def test_no_helper_picks_a_gpu_on_its_own(gpu_everywhere):
     torch.manual_seed(0)
     model = VisionTransformer(**TINY)
     train(model, ds, ds, TrainConfig(epochs=1, batch_size=8, warmup_steps=1), progress=False)
-    evaluate(model, ds), predict(model, x), predictions(model, ds), confusion_matrix(model, ds)
+    evaluate(model, ds), predict(model, x), predictions(model, ds)
     get_attention(model, x), cls_maps(model, x, use_rollout=True)
     AttentionExplorer(model, ds).set(layer=0)
     base = ViTConfig(**TINY)

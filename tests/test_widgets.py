@@ -18,7 +18,6 @@ from helpers.timm_adapter import timm_kwargs
 from helpers.widgets import (
     AttentionExplorer,
     ExplorerState,
-    head_options,
     model_geometry,
     prediction_text,
     query_label,
@@ -176,8 +175,6 @@ def test_state_normalization_and_errors():
         ExplorerState(layer=0, head=5).normalized(4, 2)
     with pytest.raises(ValueError, match="mode"):
         ExplorerState(layer=0, mode="flow").normalized(4, 2)
-    assert [v for _, v in head_options("raw", 2)] == ["mean", "max", 0, 1]
-    assert [v for _, v in head_options("rollout", 2)] == ["mean", "max"]
 
 
 def test_query_tokens_and_labels(model):
