@@ -7,7 +7,7 @@ the same image, with no label anywhere; then we ask what its CLS token learned.
 (see `python -m helpers.dino --help`; the defaults are the shipped model's recipe). The
 command also runs three short variants of the recipe into the record (COLLAPSE_RUNS: no
 centering, no sharpening, DINO's colour jitter); --no-centering / --no-sharpening train
-the main model that way instead. About 8 minutes on one free CPU core.
+the main model that way instead. The shipped run took 24 minutes on a busy 2-core machine.
 
 - `multi_crop`: two global views (random resized crops back to 32x32, random flips) and
   several local views (smaller crops at 16x16) of every image; optional colour jitter
