@@ -18,8 +18,9 @@ slides:  ## build one reveal.js lecture deck per notebook into build/slides/ (no
 	bash scripts/setup.sh --site
 	.venv/bin/python scripts/build_slides.py
 
-benchmark:  ## print the speed and memory tables of the README
+benchmark:  ## print the speed and memory tables of the README (about 50 minutes on 2 cores)
 	.venv/bin/python benchmarks/training.py
+	.venv/bin/python benchmarks/recipes.py --jobs 2
 	.venv/bin/python benchmarks/notebooks.py
 	.venv/bin/python benchmarks/widget_latency.py
 
