@@ -9,6 +9,7 @@ notebooks score where the CLS token looks.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import numpy as np
@@ -126,6 +127,9 @@ def generate(
     return images, labels.astype(np.int64), masks, attrs
 
 
+CHUNK = 5000  # ShapesDataset generates a split this many images at a time, a stream each
+
+
 class ShapesDataset(Dataset):
     """One split of "shapes in clutter": float images in [0, 1], labels, object masks.
 
@@ -143,9 +147,9 @@ class ShapesDataset(Dataset):
             raise ValueError(f"n must be >= 1, got {n}.")
         self.split, self.seed = split, seed
         images, labels, masks, attrs = [], [], [], []
-        for start in range(0, n, 5000):  # in chunks, to keep peak memory small
+        for start in range(0, n, CHUNK):  # in chunks, to keep peak memory small
             chunk = generate(
-                min(5000, n - start), seed, stream * 1000 + start // 5000, attributes=True
+                min(CHUNK, n - start), seed, stream * 1000 + start // CHUNK, attributes=True
             )
             for out, x in zip((images, labels, masks, attrs), chunk):
                 out.append(x)
@@ -159,6 +163,18 @@ class ShapesDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def first(self, n: int) -> ShapesDataset:
+        """The first n images of this dataset, as a view (no copy). The split is generated in
+        chunks of CHUNK images, each from its own stream, so for n a multiple of CHUNK these
+        are the images of ShapesDataset(split, n=n), made without generating them again; for
+        other n, ShapesDataset(split, n=n) is a different sample."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(self):
+            raise ValueError(f"n must be a whole number from 1 to {len(self)}, got {n!r}.")
+        part = copy.copy(self)
+        part.images, part.labels, part.masks = self.images[:n], self.labels[:n], self.masks[:n]
+        part.attributes = {k: v[:n] for k, v in self.attributes.items()}
+        return part
 
     def __getitem__(self, i):
         return self.images[i].float() / 255, self.labels[i]

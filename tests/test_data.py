@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.data import CLASSES, ShapesDataset, generate, shape_masks, trivial_baselines
+from helpers.data import CHUNK, CLASSES, ShapesDataset, generate, shape_masks, trivial_baselines
 
 
 def test_generation_is_deterministic_and_seeded():
@@ -86,3 +86,16 @@ def test_dataset_carries_attributes():
     ds = ShapesDataset("val", n=30)
     assert set(ds.attributes) >= {"colour", "cx", "num_clutter"}
     assert all(len(v) == 30 for v in ds.attributes.values())
+
+
+def test_first_images_are_those_of_a_smaller_split():
+    full = ShapesDataset("train", n=2 * CHUNK)
+    part, small = full.first(CHUNK), ShapesDataset("train", n=CHUNK)
+    assert len(part) == CHUNK and part.split == "train"
+    assert torch.equal(part.images, small.images) and torch.equal(part.labels, small.labels)
+    assert torch.equal(part.masks, small.masks)
+    assert all(torch.equal(part.attributes[k], small.attributes[k]) for k in small.attributes)
+    assert part.images.data_ptr() == full.images.data_ptr()  # a view: no copy
+    for bad in (0, len(full) + 1, 2.5, True):
+        with pytest.raises(ValueError, match="whole number from 1"):
+            full.first(bad)
