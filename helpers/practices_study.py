@@ -52,8 +52,8 @@ from .experiments import compare_configs
 from .model import VisionTransformer, ViTConfig
 from .paths import data_file
 from .probes import fit_probe, probe_accuracy
-from .runtime import provenance, seed_everything
-from .train import TrainConfig, evaluate, train
+from .runtime import provenance
+from .train import TrainConfig, evaluate
 
 RECORD = "practices_runs.json"
 PARTS = ("init", "cls_lr", "base_lr", "dropout", "finetune", "global")
@@ -322,9 +322,9 @@ def datasets() -> tuple[ShapesDataset, ShapesDataset]:
     return ShapesDataset("train", n=N_TRAIN), ShapesDataset("val")
 
 
-def run_init(train_set, val, seeds=SEEDS, progress=True) -> list[dict]:
-    configs = {how: dict(cls_init=how) for how in INITS}
-    kw = dict(val_data=ShapesDataset("val", n=N_CURVE), eval_every=EVAL_EVERY)
+def cls_runs(configs, train_set, val, seeds, progress, **train_kwargs) -> list[dict]:
+    """compare_configs on the study's model and BUDGET, measuring how far the CLS token moved
+    (the "init" and "cls_lr" parts); train_kwargs go to train()."""
     return compare_configs(
         configs,
         train_set,
@@ -334,7 +334,15 @@ def run_init(train_set, val, seeds=SEEDS, progress=True) -> list[dict]:
         ViTConfig(**MAIN),
         progress,
         measure=cls_moved,
-        train_kwargs=kw,
+        train_kwargs=train_kwargs,
+    )
+
+
+def run_init(train_set, val, seeds=SEEDS, progress=True) -> list[dict]:
+    configs = {how: dict(cls_init=how) for how in INITS}
+    curve_val = ShapesDataset("val", n=N_CURVE)
+    return cls_runs(
+        configs, train_set, val, seeds, progress, val_data=curve_val, eval_every=EVAL_EVERY
     )
 
 
@@ -345,18 +353,8 @@ def cls_lr_name(scale: float) -> str:
 def run_cls_lr(train_set, val, seeds=FEW_SEEDS, progress=True) -> list[dict]:
     rows = []
     for s in CLS_LR_SCALES:
-        kw = dict(lr_scale={"cls_token": s, "pos_embed[0]": s})
-        rows += compare_configs(
-            {cls_lr_name(s): {}},
-            train_set,
-            val,
-            BUDGET,
-            seeds,
-            ViTConfig(**MAIN),
-            progress,
-            measure=cls_moved,
-            train_kwargs=kw,
-        )
+        scale = {"cls_token": s, "pos_embed[0]": s}
+        rows += cls_runs({cls_lr_name(s): {}}, train_set, val, seeds, progress, lr_scale=scale)
     return [dict(r, scale=s) for r, s in zip(rows, [s for s in CLS_LR_SCALES for _ in seeds])]
 
 
@@ -553,11 +551,9 @@ def live_check(seed: int = 0, scale: float = 10.0, progress: bool = True) -> dic
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}.")
     train_set, val = datasets()
-    kw = dict(lr_scale={"cls_token": scale, "pos_embed[0]": scale})
-    seed_everything(seed)
-    model = VisionTransformer(ViTConfig(**MAIN))
-    train(model, train_set, None, replace(BUDGET, seed=seed), progress=progress, **kw)
-    return {"name": cls_lr_name(scale), "seed": seed, "accuracy": evaluate(model, val)}
+    lr_scale = {"cls_token": scale, "pos_embed[0]": scale}
+    row = cls_runs({cls_lr_name(scale): {}}, train_set, val, (seed,), progress, lr_scale=lr_scale)
+    return {k: row[0][k] for k in ("name", "seed", "accuracy")}
 
 
 def _clean(x):
