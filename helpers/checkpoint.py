@@ -126,16 +126,22 @@ def load_payload(path, what: str, rebuild: str):
         ) from None
 
 
-def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) -> Path:
-    """Write model weights + config (+ meta) to `path`, atomically (see atomic_write)."""
+def save_model(model, path, fmt: str, config: dict, meta: dict | None = None, **extra) -> Path:
+    """Write a model of the series (its file format's name, config, weights on the CPU, meta
+    and any `extra` plain values) to `path` atomically; the loaders check `fmt`."""
     payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": model.cfg.to_dict(),
+        "format": fmt,
+        **extra,
+        "config": config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": json.loads(json.dumps(meta or {})),  # plain types only: safe to load
     }
     return save_payload(path, payload)
+
+
+def save_checkpoint(model: VisionTransformer, path, meta: dict | None = None) -> Path:
+    """Write model weights + config (+ meta) to `path`, atomically (see atomic_write)."""
+    return save_model(model, path, FORMAT, model.cfg.to_dict(), meta, version=VERSION)
 
 
 def read_checkpoint(path) -> dict:

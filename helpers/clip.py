@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, command_parser, load_payload, parse_command, save_payload
+from .checkpoint import atomic_write, command_parser, load_payload, parse_command, save_model
 from .data import CLASSES, COLOUR_NAMES, ShapesDataset
 from .model import (
     Block,
@@ -504,13 +504,7 @@ def evaluate_clip(model: CLIPLite, dataset) -> dict:
 
 
 def save_clip(model: CLIPLite, path, meta: dict | None = None) -> Path:
-    payload = {
-        "format": FORMAT,
-        "config": asdict(model.cfg),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "meta": json.loads(json.dumps(meta or {})),
-    }
-    return save_payload(path, payload)
+    return save_model(model, path, FORMAT, asdict(model.cfg), meta)
 
 
 def load_clip(path=None, device="cpu") -> tuple[CLIPLite, dict]:

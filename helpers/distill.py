@@ -36,7 +36,7 @@ from .checkpoint import (
     parse_command,
     read_checkpoint,
     save_checkpoint,
-    save_payload,
+    save_model,
 )
 from .data import ShapesDataset
 from .model import VisionTransformer, ViTConfig, make_config, sincos_2d, trunc_normal_, uniform_
@@ -198,13 +198,7 @@ class SmallCNN(nn.Module):
 
 
 def save_cnn(model: SmallCNN, path, meta: dict | None = None) -> Path:
-    payload = {
-        "format": CNN_FORMAT,
-        "config": dict(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "meta": json.loads(json.dumps(meta or {})),
-    }
-    return save_payload(path, payload)
+    return save_model(model, path, CNN_FORMAT, dict(model.config), meta)
 
 
 def load_cnn(path, device="cpu") -> tuple[SmallCNN, dict]:
