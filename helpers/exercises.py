@@ -150,6 +150,18 @@ def expect(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
+def call_for_tensor(fn, *args, torch_hint: str, if_none: str) -> torch.Tensor:
+    """Call a learner's function `fn(*args)`: an error from torch fails the check with
+    `torch_hint` after torch's message, None with `if_none`, anything but a tensor too."""
+    try:
+        out = fn(*args)
+    except RuntimeError as e:
+        raise CheckFailed(f"torch raised: {e}. {torch_hint}") from None
+    expect(out is not None, f"your function returned None: {if_none}")
+    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+    return out
+
+
 def name_the_slip(answer, slips: dict, atol: float = 1e-5) -> None:
     """If `answer` equals a known wrong result, fail with that slip's message.
 
@@ -172,16 +184,17 @@ def _check_prepend_cls(prepend_cls) -> None:
     B, N, D = 3, 5, 8
     cls = torch.nn.Parameter(torch.randn(1, 1, D, generator=g))
     patches = torch.randn(B, N, D, generator=g, requires_grad=True)
-    try:
-        out = prepend_cls(cls, patches)
-    except RuntimeError as e:
-        raise CheckFailed(
-            f"torch raised: {e}. Make the CLS token (B, 1, D) first with "
+    out = call_for_tensor(
+        prepend_cls,
+        cls,
+        patches,
+        torch_hint=(
+            "Make the CLS token (B, 1, D) first with "
             "cls_token.expand(B, -1, -1), then join along the token axis, dim=1 "
             "(dim 0 is the batch, dim 2 the width D)."
-        ) from None
-    expect(out is not None, "your function returned None: build the sequence and `return` it.")
-    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+        ),
+        if_none="build the sequence and `return` it.",
+    )
     if out.shape in ((B, 1, D), (1, 1, D), (B, D)):
         raise CheckFailed(
             f"you returned only the CLS token, shape {tuple(out.shape)}: return the whole "
@@ -355,15 +368,17 @@ def _check_resample_hw(resample_hw) -> None:
     for prefix, old, new, D in ((1, 4, (6, 10), 8), (2, 6, (9, 3), 4)):
         pe = torch.randn(1, prefix + old * old, D, generator=g)
         refs = _resample_hw_references(pe, (old, old), new, prefix)
-        try:
-            out = resample_hw(pe, new, prefix)
-        except RuntimeError as e:
-            raise CheckFailed(
-                f"torch raised: {e}. Split off the prefix first: pos_embed[:, :num_prefix_tokens]"
+        out = call_for_tensor(
+            resample_hw,
+            pe,
+            new,
+            prefix,
+            torch_hint=(
+                "Split off the prefix first: pos_embed[:, :num_prefix_tokens]"
                 " and pos_embed[:, num_prefix_tokens:]; only the second part forms a grid."
-            ) from None
-        expect(out is not None, "your function returned None: build the table and `return` it.")
-        expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+            ),
+            if_none="build the table and `return` it.",
+        )
         out = out.detach()
         want_shape = (1, prefix + new[0] * new[1], D)
         if out.shape == (1, new[0] * new[1], D):
@@ -996,15 +1011,18 @@ def _check_two_token_prefix(two_token_prefix) -> None:
     dist = torch.randn(1, 1, D, generator=g)
     patches = torch.randn(B, N, D, generator=g)
     pos = torch.randn(1, 2 + N, D, generator=g)
-    try:
-        out = two_token_prefix(patches.clone(), cls.clone(), dist.clone(), pos.clone())
-    except RuntimeError as e:
-        raise CheckFailed(
-            f"torch raised: {e}. Expand each token to (B, 1, D) with .expand(B, -1, -1), join "
+    out = call_for_tensor(
+        two_token_prefix,
+        patches.clone(),
+        cls.clone(),
+        dist.clone(),
+        pos.clone(),
+        torch_hint=(
+            "Expand each token to (B, 1, D) with .expand(B, -1, -1), join "
             "[CLS, DIST, patches] along dim=1, then add the whole (1, 2 + N, D) pos_embed."
-        ) from None
-    expect(out is not None, "your function returned None: build the sequence and `return` it.")
-    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+        ),
+        if_none="build the sequence and `return` it.",
+    )
     c, d = cls.expand(B, -1, -1), dist.expand(B, -1, -1)
     right = torch.cat([c, d, patches], dim=1) + pos
     if out.shape != right.shape:
@@ -1089,16 +1107,19 @@ def _check_patch_vote(patch_vote) -> None:
     P = model.cfg.num_prefix_tokens
     g = torch.Generator().manual_seed(7)
     tokens = 3 * torch.randn(4, P + 64, 8, generator=g)
-    try:
-        with torch.no_grad():
-            out = patch_vote(tokens.clone(), P, model.fc_norm, model.head)
-    except RuntimeError as e:
-        raise CheckFailed(
-            f"torch raised: {e}. Keep the patch tokens (B, N, D), normalize them, apply the "
-            "head to all of them at once (B, N, C), then average over the patches."
-        ) from None
-    expect(out is not None, "your function returned None: `return` the averaged logits.")
-    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+    with torch.no_grad():
+        out = call_for_tensor(
+            patch_vote,
+            tokens.clone(),
+            P,
+            model.fc_norm,
+            model.head,
+            torch_hint=(
+                "Keep the patch tokens (B, N, D), normalize them, apply the "
+                "head to all of them at once (B, N, C), then average over the patches."
+            ),
+            if_none="`return` the averaged logits.",
+        )
     with torch.no_grad():
         norm, head = model.fc_norm, model.head
         per_patch = head(norm(tokens[:, P:]))  # (B, N, C)
@@ -1171,15 +1192,17 @@ def _check_clip_loss(clip_loss) -> None:
     img = (2 * torch.randn(6, 5, generator=g)).requires_grad_()  # (B, E): not unit length
     txt = (3 * torch.randn(6, 5, generator=g) + 0.5).requires_grad_()
     logit_scale = torch.tensor(1.3, requires_grad=True)  # the log of the inverse temperature
-    try:
-        out = clip_loss(img.clone(), txt.clone(), logit_scale)
-    except RuntimeError as e:
-        raise CheckFailed(
-            f"torch raised: {e}. Normalise both (B, E) inputs, form the (B, B) logits "
+    out = call_for_tensor(
+        clip_loss,
+        img.clone(),
+        txt.clone(),
+        logit_scale,
+        torch_hint=(
+            "Normalise both (B, E) inputs, form the (B, B) logits "
             "image @ text.T, then take the cross-entropy both ways with targets 0..B-1."
-        ) from None
-    expect(out is not None, "your function returned None: `return` the loss.")
-    expect(isinstance(out, torch.Tensor), f"expected a tensor, got {type(out).__name__}.")
+        ),
+        if_none="`return` the loss.",
+    )
     expect(out.ndim == 0, f"the loss must be one number (a 0-d tensor), got {tuple(out.shape)}.")
     target = torch.arange(6)
 

@@ -3,8 +3,10 @@
 import re
 
 import pytest
+import torch
 
 from helpers import exercises
+from helpers.exercises import CheckFailed, call_for_tensor
 
 EXERCISES = [
     exercises.ex_prepend_cls,
@@ -37,3 +39,21 @@ def test_two_tiers_and_no_code(ex, capsys):
     out = capsys.readouterr().out
     assert "Hint 1 of 2" in out and "Hint 2 of 2" in out and "solution()" in out
     ex.hint_reset()
+
+
+def test_call_for_tensor_names_each_way_a_learners_function_can_fail():
+    def shapes_clash(a):
+        return a @ a  # (2, 3) @ (2, 3): torch raises
+
+    cases = [
+        (shapes_clash, "torch raised: .*mat1 and mat2.*\\. Check the shapes\\."),
+        (lambda a: None, "your function returned None: `return` it\\."),
+        (lambda a: a.tolist(), "expected a tensor, got list\\."),
+    ]
+    for fn, says in cases:
+        with pytest.raises(CheckFailed, match=says):
+            call_for_tensor(
+                fn, torch.ones(2, 3), torch_hint="Check the shapes.", if_none="`return` it."
+            )
+    out = call_for_tensor(lambda a: 2 * a, torch.ones(2, 3), torch_hint="", if_none="")
+    assert torch.equal(out, torch.full((2, 3), 2.0))
