@@ -109,10 +109,6 @@ class DINOConfig:
             if not 0 < lo <= hi <= 1:
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high <= 1.")
 
-    @property
-    def teacher_temperature(self) -> float:
-        return self.teacher_temp if self.sharpening else self.student_temp
-
 
 # --------------------------------------------------------------------------------------
 # Views
