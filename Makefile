@@ -34,12 +34,12 @@ data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour 
 	$(PY) -m helpers.train --out $(R)/vit_shapes.pt --force
 	$(PY) -m helpers.train --depth 8 --out $(R)/vit_shapes_depth8.pt --threads 1 --force
 	$(PY) -m helpers.train --snapshots 40,120,400 --out $(R)/vit_shapes_snapshots.pt --threads 1 --force
-	$(PY) -m helpers.pos_embed_study --threads 1 --out $(R)/pos_embed_runs.json --force
-	$(PY) -m helpers.pooling_study --threads 1 --out $(R)/pooling_runs.json --force
-	$(PY) -m helpers.distill teacher --out $(R)/cnn_teacher.pt --epochs 8 --threads 1 --force
-	$(PY) -m helpers.distill student --teacher data/cnn_teacher.pt --out $(R)/deit_student.pt --epochs 4 --threads 1 --force
-	for r in 0 1 4; do $(PY) -m helpers.distill vit --reg-tokens $$r --out $(R)/vit_reg$$r.pt --epochs 4 --threads 1 --force; done
-	$(PY) -m helpers.tokens --out $(R)/patch_vs_cls.json --threads 1 --force
-	$(PY) -m helpers.clip --out $(R)/clip_lite.pt --threads 1 --force
-	$(PY) -m helpers.dino --out $(R)/dino_vit.pt --threads 1 --force
-	$(PY) -m helpers.practices_study --threads 1 --out $(R)/practices_runs.json --force
+	$(PY) -m helpers.studies.pos_embed --threads 1 --out $(R)/pos_embed_runs.json --force
+	$(PY) -m helpers.studies.pooling --threads 1 --out $(R)/pooling_runs.json --force
+	$(PY) -m helpers.studies.distill teacher --out $(R)/cnn_teacher.pt --epochs 8 --threads 1 --force
+	$(PY) -m helpers.studies.distill student --teacher data/cnn_teacher.pt --out $(R)/deit_student.pt --epochs 4 --threads 1 --force
+	for r in 0 1 4; do $(PY) -m helpers.studies.distill vit --reg-tokens $$r --out $(R)/vit_reg$$r.pt --epochs 4 --threads 1 --force; done
+	$(PY) -m helpers.studies.tokens --out $(R)/patch_vs_cls.json --threads 1 --force
+	$(PY) -m helpers.studies.clip --out $(R)/clip_lite.pt --threads 1 --force
+	$(PY) -m helpers.studies.dino --out $(R)/dino_vit.pt --threads 1 --force
+	$(PY) -m helpers.studies.practices --threads 1 --out $(R)/practices_runs.json --force

@@ -25,10 +25,10 @@ import torch
 
 from helpers.checkpoint import load_checkpoint
 from helpers.data import CLASSES, ShapesDataset
-from helpers.explorer_export import static_page
+from helpers.explorer.export import static_page
+from helpers.explorer.widget import AttentionExplorer
 from helpers.paths import data_file
 from helpers.plots import use_style
-from helpers.widgets import AttentionExplorer
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -186,7 +186,7 @@ def import_timm_vit():
 
 
 # --------------------------------------------------------------------------------------
-# DeiT's distilled ViT (helpers.distill.DistilledViT)
+# DeiT's distilled ViT (helpers.studies.distill.DistilledViT)
 # --------------------------------------------------------------------------------------
 
 

@@ -13,4 +13,4 @@ bash scripts/install_torch.sh "$V/bin/python"
 "${PIP[@]}" -e ".[test]" "ipywidgets==7.7.*"
 "$V/bin/python" -c "import ipywidgets; print('ipywidgets', ipywidgets.__version__)"
 # timm attention does not depend on ipywidgets; it is tested in the main environment
-"$V/bin/python" -m pytest tests/test_widgets.py -k "not timm" -q -p no:cacheprovider
+"$V/bin/python" -m pytest tests/test_explorer.py -k "not timm" -q -p no:cacheprovider

@@ -36,7 +36,7 @@ def timm_vit_class():
 
 def failure(exercise, *answer) -> str:
     """The message an exercise check raises for a wrong answer (check() must say False)."""
-    from helpers.exercises import CheckFailed
+    from helpers.exercises.core import CheckFailed
 
     assert exercise.check(*answer, quiet=True) is False
     with pytest.raises(CheckFailed) as info:
@@ -74,24 +74,3 @@ def execute_cells(cells: list[str], tmp_path: Path):
     path = tmp_path / "saved.ipynb"
     nbformat.write(nb, path)
     return nbformat.read(path, as_version=4)
-
-
-def start_local_server(request, handler, on_stop=None) -> str:
-    """Serve `handler` on 127.0.0.1 (a free port) until the test ends; returns its URL."""
-    import threading
-    from http.server import ThreadingHTTPServer
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-
-    def stop():
-        if on_stop is not None:
-            on_stop()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-    request.addfinalizer(stop)
-    return f"http://127.0.0.1:{server.server_address[1]}/"

@@ -444,8 +444,8 @@ def test_static_export_works_offline(tmp_path):
     import torch
 
     from helpers.data import CLASSES, ShapesDataset
+    from helpers.explorer.widget import AttentionExplorer
     from helpers.model import VisionTransformer
-    from helpers.widgets import AttentionExplorer
 
     torch.manual_seed(0)
     model = VisionTransformer(embed_dim=16, depth=2, num_heads=2)
@@ -495,7 +495,7 @@ SAVED_NOTEBOOK_CELLS = [
     """import torch
 from helpers.data import CLASSES, ShapesDataset
 from helpers.model import VisionTransformer
-from helpers.widgets import AttentionExplorer
+from helpers.explorer.widget import AttentionExplorer
 torch.manual_seed(0)
 model = VisionTransformer(embed_dim=16, depth=2, num_heads=2)
 explorer = AttentionExplorer(model, ShapesDataset("test", n=20), classes=CLASSES, index=0)""",

@@ -1,4 +1,4 @@
-"""CLIP-lite (helpers.clip): captions, the tokenizer, the text encoder, the loss, training and
+"""CLIP-lite (helpers.studies.clip): captions, the tokenizer, the text encoder, the loss, training and
 the command."""
 
 import json
@@ -9,8 +9,10 @@ import pytest
 import torch
 from matplotlib.colors import rgb_to_hsv
 
-from helpers import clip
-from helpers.clip import (
+from helpers.data import CLASSES, COLOUR_NAMES, ShapesDataset
+from helpers.model import VisionTransformer
+from helpers.studies import clip
+from helpers.studies.clip import (
     ALL_CAPTIONS,
     CAPTION_TOKENS,
     CLS_ID,
@@ -28,8 +30,6 @@ from helpers.clip import (
     save_clip,
     train_clip,
 )
-from helpers.data import CLASSES, COLOUR_NAMES, ShapesDataset
-from helpers.model import VisionTransformer
 
 SMALL_TEXT = ClipConfig(embed_out=16, text_dim=16, text_depth=1, text_heads=2)
 
@@ -246,7 +246,7 @@ def test_save_and_load_round_trip(tmp_path):
     x = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(again.encode_image(x), model.encode_image(x), rtol=0, atol=0)
     assert meta == {"a": 1}
-    with pytest.raises(FileNotFoundError, match="helpers.clip"):
+    with pytest.raises(FileNotFoundError, match="helpers.studies.clip"):
         load_clip(tmp_path / "missing.pt")
     torch.save({"format": "other"}, tmp_path / "o.pt")
     with pytest.raises(ValueError, match="not a CLIP-lite"):
@@ -283,7 +283,9 @@ def test_command_writes_a_model_and_its_record(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record == meta and record["command"] == "python -m helpers.clip " + " ".join(args)
+    assert record == meta and record["command"] == "python -m helpers.studies.clip " + " ".join(
+        args
+    )
     assert len(record["step_loss"]) == 3 and record["threads"] == 1
     for key in ("zero_shot_ensemble", "image_to_text_R@1", "text_to_image_R@5"):
         assert 0 <= record["scores"][key] <= 1

@@ -1,4 +1,4 @@
-"""helpers.dino: the views, the head, the loss and the two moving averages against by-hand
+"""helpers.studies.dino: the views, the head, the loss and the two moving averages against by-hand
 computations, the evaluation, and the command's checks."""
 
 import json
@@ -8,9 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import dino
 from helpers.checkpoint import load_checkpoint
-from helpers.dino import (
+from helpers.model import VisionTransformer, ViTConfig
+from helpers.paths import DATA_DIR
+from helpers.studies import dino
+from helpers.studies.dino import (
     DINOConfig,
     DINOHead,
     DINOModel,
@@ -25,8 +27,6 @@ from helpers.dino import (
     teacher_probs,
     update_center,
 )
-from helpers.model import VisionTransformer, ViTConfig
-from helpers.paths import DATA_DIR
 
 SMALL = ViTConfig(embed_dim=16, depth=1, num_heads=2)
 
@@ -138,7 +138,7 @@ def test_multi_crop_and_local_views_run_through_the_model():
 
 
 def test_full_crop_is_the_image():
-    from helpers.dino import random_resized_crop
+    from helpers.studies.dino import random_resized_crop
 
     x = torch.rand(3, 3, 32, 32)
     torch.manual_seed(1)

@@ -1,5 +1,5 @@
-"""DeiT's distilled ViT, its loss and teacher (helpers.distill), and the token tools of
-notebook 06 (helpers.tokens)."""
+"""DeiT's distilled ViT, its loss and teacher (helpers.studies.distill), and the token tools of
+notebook 06 (helpers.studies.tokens)."""
 
 import json
 
@@ -7,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import distill, tokens
 from helpers.checkpoint import load_checkpoint, save_checkpoint
 from helpers.data import ShapesDataset
-from helpers.distill import (
+from helpers.model import VisionTransformer
+from helpers.paths import DATA_DIR
+from helpers.studies import distill, tokens
+from helpers.studies.distill import (
     DistilledViT,
     HeadView,
     SmallCNN,
@@ -21,10 +23,7 @@ from helpers.distill import (
     save_cnn,
     shift_augment,
 )
-from helpers.model import VisionTransformer
-from helpers.paths import DATA_DIR
-from helpers.timm_adapter import import_timm_distilled, timm_distilled_kwargs
-from helpers.tokens import (
+from helpers.studies.tokens import (
     MajorityVote,
     PatchClassifierViT,
     add_test_time_register,
@@ -34,6 +33,7 @@ from helpers.tokens import (
     outlier_stats,
     register_neurons,
 )
+from helpers.timm_adapter import import_timm_distilled, timm_distilled_kwargs
 from tests.conftest import SMALL, TINY
 
 
@@ -168,7 +168,7 @@ def test_small_cnn_and_its_file(tmp_path):
     back, meta = load_cnn(tmp_path / "t.pt")
     torch.testing.assert_close(back(x), cnn(x))
     assert meta == {"test_accuracy": 0.5}
-    with pytest.raises(FileNotFoundError, match="python -m helpers.distill teacher"):
+    with pytest.raises(FileNotFoundError, match="python -m helpers.studies.distill teacher"):
         load_cnn(tmp_path / "missing.pt")
     save_checkpoint(VisionTransformer(**TINY), tmp_path / "vit.pt")
     with pytest.raises(ValueError, match="not a CNN teacher"):
@@ -211,7 +211,9 @@ def test_shipped_records_match_their_checkpoints(name, kind):
     if not path.is_file():
         pytest.skip(f"data/{name}.pt not built")
     record = json.loads(path.with_suffix(".json").read_text())
-    assert record["model"] == kind and record["command"].startswith("python -m helpers.distill")
+    assert record["model"] == kind and record["command"].startswith(
+        "python -m helpers.studies.distill"
+    )
     test = ShapesDataset("test")
     if kind == "SmallCNN":
         model, meta = load_cnn(path)
@@ -243,7 +245,7 @@ def test_cli_checks_before_work(tmp_path, capsys):
     assert "no teacher" in capsys.readouterr().err
 
 
-# --- helpers.tokens ---------------------------------------------------------------------
+# --- helpers.studies.tokens ---------------------------------------------------------------------
 
 
 def test_hidden_states_end_with_the_models_features():
@@ -328,14 +330,14 @@ def test_patch_vs_cls_record():
     names = {r["name"] for r in record["rows"]}
     assert {"CLS token", "patch classification", "patch classification (vote)"} <= names
     assert len({r["seed"] for r in record["rows"]}) >= 3
-    assert record["command"].startswith("python -m helpers.tokens")
+    assert record["command"].startswith("python -m helpers.studies.tokens")
 
 
 def test_shipped_file_names_its_rebuild_command(monkeypatch, tmp_path):
     assert distill.shipped_file("vit_reg0.pt").name == "vit_reg0.pt"
     monkeypatch.setattr(distill, "DATA_DIR", tmp_path)
     monkeypatch.setattr(distill, "data_file", lambda name: (_ for _ in ()).throw(FileNotFoundError))
-    with pytest.raises(FileNotFoundError, match="python -m helpers.distill teacher"):
+    with pytest.raises(FileNotFoundError, match="python -m helpers.studies.distill teacher"):
         distill.shipped_file("cnn_teacher.pt")
     with pytest.raises(ValueError, match="not one of notebook 06's files"):
         distill.shipped_file("other.pt")
@@ -351,7 +353,7 @@ def test_records_hold_the_rebuild_commands():
 
 
 def test_patch_study_refuses_to_replace_its_results_without_force(tmp_path, capsys):
-    from helpers import tokens
+    from helpers.studies import tokens
 
     out = tmp_path / "runs.json"
     out.write_text("{}")
@@ -361,11 +363,13 @@ def test_patch_study_refuses_to_replace_its_results_without_force(tmp_path, caps
 
 
 def test_a_damaged_teacher_file_gets_a_clear_error(tmp_path):
-    from helpers.distill import load_cnn
+    from helpers.studies.distill import load_cnn
 
     junk = tmp_path / "teacher.pt"
     junk.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match="not a readable CNN teacher.*helpers.distill teacher"):
+    with pytest.raises(
+        ValueError, match="not a readable CNN teacher.*helpers.studies.distill teacher"
+    ):
         load_cnn(junk)
     with pytest.raises(FileNotFoundError, match="no CNN teacher at"):
         load_cnn(tmp_path / "missing.pt")

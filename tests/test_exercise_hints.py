@@ -5,17 +5,20 @@ import re
 import pytest
 import torch
 
-from helpers import exercises
-from helpers.exercises import CheckFailed, call_for_tensor
+from helpers.exercises.core import CheckFailed, call_for_tensor
+from helpers.exercises.nb01_patches import ex_prepend_cls
+from helpers.exercises.nb02_positions import ex_fold_cls_slot, ex_resample_hw
+from helpers.exercises.nb03_attention import ex_attention, ex_object_mask
+from helpers.exercises.nb04_classification import ex_gap_pool, ex_saved_parameters
 
 EXERCISES = [
-    exercises.ex_prepend_cls,
-    exercises.ex_fold_cls_slot,
-    exercises.ex_resample_hw,
-    exercises.ex_attention,
-    exercises.ex_object_mask,
-    exercises.ex_gap_pool,
-    exercises.ex_saved_parameters,
+    ex_prepend_cls,
+    ex_fold_cls_slot,
+    ex_resample_hw,
+    ex_attention,
+    ex_object_mask,
+    ex_gap_pool,
+    ex_saved_parameters,
 ]
 
 

@@ -7,12 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.exercises import (
-    Exercise,
-    ex_fold_cls_slot,
-    ex_prepend_cls,
-    ex_resample_hw,
-)
+from helpers.exercises.core import Exercise
+from helpers.exercises.nb01_patches import ex_prepend_cls
+from helpers.exercises.nb02_positions import ex_fold_cls_slot, ex_resample_hw
 from helpers.model import resample_pos_embed
 from tests.conftest import failure
 

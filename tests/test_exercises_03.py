@@ -7,10 +7,7 @@ import pytest
 import torch
 
 from helpers.attention import patch_mask
-from helpers.exercises import (
-    ex_attention,
-    ex_object_mask,
-)
+from helpers.exercises.nb03_attention import ex_attention, ex_object_mask
 from tests.conftest import failure
 
 

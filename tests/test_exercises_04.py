@@ -5,11 +5,7 @@ import re
 
 import pytest
 
-from helpers.exercises import (
-    _check_gap_pool,
-    ex_gap_pool,
-    ex_saved_parameters,
-)
+from helpers.exercises.nb04_classification import _check_gap_pool, ex_gap_pool, ex_saved_parameters
 from tests.conftest import failure
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.exercises import ex_logit_lens, ex_mean_ablate
+from helpers.exercises.nb05_layers import ex_logit_lens, ex_mean_ablate
 from tests.conftest import failure
 
 

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from helpers.exercises import ex_patch_vote, ex_two_token_prefix
+from helpers.exercises.nb06_tokens import ex_patch_vote, ex_two_token_prefix
 from tests.conftest import failure
 
 

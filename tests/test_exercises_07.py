@@ -4,7 +4,7 @@ message."""
 import pytest
 import torch
 
-from helpers.exercises import ex_teacher_targets
+from helpers.exercises.nb07_dino_clip import ex_teacher_targets
 from tests.conftest import failure
 
 
@@ -14,7 +14,7 @@ def right(t, c, temp):
 
 def test_right_answer_passes():
     assert ex_teacher_targets.check(right, quiet=True)
-    from helpers.dino import teacher_probs
+    from helpers.studies.dino import teacher_probs
 
     assert ex_teacher_targets.check(teacher_probs, quiet=True)
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.clip import clip_loss
-from helpers.exercises import ex_clip_loss
+from helpers.exercises.nb07_dino_clip import ex_clip_loss
+from helpers.studies.clip import clip_loss
 from tests.conftest import failure
 
 

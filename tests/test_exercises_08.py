@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from helpers.exercises import ex_cls_mean_features, ex_cls_param_groups
+from helpers.exercises.nb08_practices import ex_cls_mean_features, ex_cls_param_groups
 from tests.conftest import failure
 
 

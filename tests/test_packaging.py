@@ -112,7 +112,7 @@ def test_no_second_requirements_list():
 
 def test_runtime_dependencies_cover_what_helpers_imports():
     imported = set()
-    for py in (ROOT / "helpers").glob("*.py"):
+    for py in (ROOT / "helpers").rglob("*.py"):
         for node in ast.walk(ast.parse(py.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}
@@ -153,10 +153,13 @@ def test_wheel_ships_helpers_and_the_checkpoint(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("inside_the_cls_token-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        for py in (ROOT / "helpers").glob("*.py"):
-            assert f"helpers/{py.name}" in names, f"helpers/{py.name} is not in the wheel"
-        for asset in ("explorer.js", "explorer.css"):  # the explorer's browser view
-            assert f"helpers/{asset}" in names, f"helpers/{asset} is not in the wheel"
+        for py in (ROOT / "helpers").rglob("*.py"):  # every package of helpers/, too
+            name = py.relative_to(ROOT).as_posix()
+            assert name in names, f"{name} is not in the wheel"
+        for asset in ("view.js", "view.css"):  # the explorer's browser view
+            assert f"helpers/explorer/{asset}" in names, (
+                f"helpers/explorer/{asset} is not in the wheel"
+            )
         for name in SHIPPED:
             assert f"helpers/shipped/{name}" in names, f"data/{name} is not in the wheel"
             assert zf.read(f"helpers/shipped/{name}") == (ROOT / "data" / name).read_bytes()

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from helpers import practices_study as ps
 from helpers.data import ShapesDataset
-from helpers.experiments import compare_configs, format_table, summarize_runs
 from helpers.model import VisionTransformer, ViTConfig
+from helpers.studies import practices as ps
+from helpers.studies.runner import compare_configs, format_table, summarize_runs
 from helpers.train import TrainConfig, parse_lr_scale, train
 
 TINY = dict(embed_dim=16, depth=1, num_heads=2)
@@ -183,7 +183,7 @@ def test_bad_arguments_stop_before_any_work(tmp_path, capsys):
 
 def test_shipped_record_is_complete(tmp_path):
     record = ps.load_record()
-    assert record["command"].startswith("python -m helpers.practices_study")
+    assert record["command"].startswith("python -m helpers.studies.practices")
     assert {"torch", "threads", "machine"} <= set(record)
     assert {r["name"] for r in record["init"]} == set(ps.INITS)
     assert {r["scale"] for r in record["cls_lr"]} == set(ps.CLS_LR_SCALES)

@@ -32,7 +32,7 @@ def test_a_saved_notebook_keeps_the_last_frame(tmp_path):
         "    bar.set_postfix(loss=f'{1 / (i + 1):.2f}', refresh=False)\n"
         "bar.close()",
         "from helpers.data import ShapesDataset\n"
-        "from helpers.experiments import compare_configs\n"
+        "from helpers.studies.runner import compare_configs\n"
         "from helpers.model import ViTConfig\n"
         "from helpers.train import TrainConfig\n"
         "ds = ShapesDataset('train', n=64)\n"

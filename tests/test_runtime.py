@@ -8,11 +8,11 @@ import torch
 
 from helpers.attention import cls_maps, get_attention
 from helpers.data import ShapesDataset
-from helpers.experiments import compare_configs
+from helpers.explorer.widget import AttentionExplorer
 from helpers.model import VisionTransformer, ViTConfig
 from helpers.runtime import available_cpus, choose_device, start
+from helpers.studies.runner import compare_configs
 from helpers.train import TrainConfig, evaluate, predict, predictions, train
-from helpers.widgets import AttentionExplorer
 from tests.conftest import TINY
 
 

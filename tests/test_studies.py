@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from helpers import pooling_study, pos_embed_study
 from helpers.data import ShapesDataset
+from helpers.studies import pooling, pos_embed
 
 
-@pytest.mark.parametrize("module", [pooling_study, pos_embed_study])
+@pytest.mark.parametrize("module", [pooling, pos_embed])
 def test_bad_arguments_stop_before_any_work(module, tmp_path, capsys):
     for argv in (
         ["--out", str(tmp_path / "runs.txt")],
@@ -25,7 +25,7 @@ def test_bad_arguments_stop_before_any_work(module, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", [pooling_study, pos_embed_study])
+@pytest.mark.parametrize("module", [pooling, pos_embed])
 def test_shipped_records_load_and_say_how_they_were_made(module, tmp_path):
     record = module.load_record()
     assert record["command"].startswith(f"python -m {module.__name__}")
@@ -36,32 +36,32 @@ def test_shipped_records_load_and_say_how_they_were_made(module, tmp_path):
 
 
 def test_pooling_record_has_every_variant_and_seed():
-    record = pooling_study.load_record()
+    record = pooling.load_record()
     names = {r["name"] for r in record["pooling"]}
-    assert names == set(pooling_study.POOLS)
-    assert pooling_study.find_run(record, "CLS", 0)["seed"] == 0
+    assert names == set(pooling.POOLS)
+    assert pooling.find_run(record, "CLS", 0)["seed"] == 0
     with pytest.raises(KeyError, match="rebuild"):
-        pooling_study.find_run(record, "CLS", 99)
+        pooling.find_run(record, "CLS", 99)
     budgets = {r["budget"] for r in record["map_lag"]}
-    assert budgets == set(pooling_study.LAG_BUDGETS)
-    assert len(pooling_study.lag_summary(record["map_lag"])) == 2 * len(budgets)
+    assert budgets == set(pooling.LAG_BUDGETS)
+    assert len(pooling.lag_summary(record["map_lag"])) == 2 * len(budgets)
 
 
 def test_pos_embed_record_has_every_kind_and_its_check_run():
-    record = pos_embed_study.load_record()
-    assert {r["name"] for r in record["runs"]} == set(pos_embed_study.KINDS)
-    assert all(set(pos_embed_study.SCORES) <= set(r) for r in record["runs"])
+    record = pos_embed.load_record()
+    assert {r["name"] for r in record["runs"]} == set(pos_embed.KINDS)
+    assert all(set(pos_embed.SCORES) <= set(r) for r in record["runs"])
     check = record["check"]
-    assert {k: check[k] for k in pos_embed_study.CHECK} == pos_embed_study.CHECK
+    assert {k: check[k] for k in pos_embed.CHECK} == pos_embed.CHECK
     assert 1 / 6 < check["32x32"] < 1  # the check run learns something in its 100 steps
 
 
 def test_canvas_and_upscale_keep_the_image():
     x = ShapesDataset("val", n=4).batch(torch.arange(4))[0]
-    c = pos_embed_study.canvas(x)
+    c = pos_embed.canvas(x)
     assert c.shape == (4, 3, 48, 48) and torch.equal(c[:, :, 8:40, 8:40], x)
-    assert pos_embed_study.upscale(x).shape == (4, 3, 48, 48)
+    assert pos_embed.upscale(x).shape == (4, 3, 48, 48)
     with pytest.raises(ValueError, match="even"):
-        pos_embed_study.canvas(x, size=47)
+        pos_embed.canvas(x, size=47)
     with pytest.raises(ValueError, match="kind"):
-        pos_embed_study.run_one("rope", 0, None, {})
+        pos_embed.run_one("rope", 0, None, {})

@@ -13,10 +13,7 @@ from PIL import Image
 
 from helpers.attention import cls_attention, get_attention, rollout, token_map
 from helpers.data import CLASSES, ShapesDataset
-from helpers.model import VisionTransformer
-from helpers.timm_adapter import timm_kwargs
-from helpers.widgets import (
-    AttentionExplorer,
+from helpers.explorer.maps import (
     ExplorerState,
     model_geometry,
     prediction_text,
@@ -24,6 +21,9 @@ from helpers.widgets import (
     query_token,
     title_text,
 )
+from helpers.explorer.widget import AttentionExplorer
+from helpers.model import VisionTransformer
+from helpers.timm_adapter import timm_kwargs
 from tests.test_images import png_bytes
 
 
@@ -138,7 +138,7 @@ def test_rollout_keeps_the_chosen_head_for_raw(explorer):
 
 
 def test_scale_this_map_or_shared_across_layers(explorer):
-    from helpers.widgets import nice_ceil
+    from helpers.explorer.maps import nice_ceil
 
     explorer.set(layer=1, scale="map")
     assert explorer.maps.vmax(explorer.state) == nice_ceil(explorer.current_map().max())
@@ -150,7 +150,7 @@ def test_scale_this_map_or_shared_across_layers(explorer):
 
 
 def test_image_change_runs_one_forward_and_keeps_one_figure(explorer, monkeypatch):
-    import helpers.widgets as hw
+    import helpers.explorer.maps as hw  # AttentionMaps runs the model
 
     calls = []
     real = hw.get_attention
@@ -280,7 +280,7 @@ def test_static_view_carries_every_map_quantized(explorer, data):
     import re
     import zlib
 
-    from helpers.explorer_export import dequantize
+    from helpers.explorer.export import dequantize
 
     html = explorer.static_html(indices=[3, 5])
     payload = re.search(r"view\.inflate\((\{.*\})\);", html).group(1)
@@ -314,7 +314,7 @@ def test_static_view_carries_every_map_quantized(explorer, data):
 def test_live_view_data_holds_the_max_over_heads_too(explorer):
     import zlib
 
-    from helpers.explorer_export import _jsonable, dequantize
+    from helpers.explorer.export import _jsonable, dequantize
 
     explorer.set(layer=1, head="max", query=(4, 1))
     entry = _jsonable(explorer._current_entry())
@@ -337,7 +337,7 @@ def test_static_images_default_to_one_per_class(model, data):
 
 
 def test_quantize_keeps_small_maps_precise():
-    from helpers.explorer_export import dequantize, quantize
+    from helpers.explorer.export import dequantize, quantize
 
     maps = torch.rand(3, 5, 64) / 64  # near-uniform maps, all values ~1/64
     maps[1, 2] = 0  # an all-zero map stays zero
@@ -394,7 +394,7 @@ def test_explorer_on_a_timm_model_shows_the_same_maps(model, data, timm_vit_clas
 
 
 def test_nice_ceil():
-    from helpers.widgets import nice_ceil
+    from helpers.explorer.maps import nice_ceil
 
     assert [nice_ceil(x) for x in (0.013, 0.2, 0.21, 0.0049, 1.0, 0.81)] == [
         0.015, 0.2, 0.25, 0.005, 1.0, 1.0
@@ -425,10 +425,10 @@ NODE = shutil.which("node")
 
 @pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
 def test_browser_view_titles_and_scale_match_python(model):
-    """explorer.js writes the same titles and rounds the colour scale the same way as the
+    """view.js writes the same titles and rounds the colour scale the same way as the
     Python side (which draws the PNG); run in Node.js, as an ES module."""
-    from helpers.explorer_export import asset, meta
-    from helpers.widgets import nice_ceil
+    from helpers.explorer.export import asset, meta
+    from helpers.explorer.maps import nice_ceil
 
     geom = model_geometry(model)
     states = [
@@ -439,7 +439,7 @@ def test_browser_view_titles_and_scale_match_python(model):
     values = [0.013, 0.2, 0.21, 0.0049, 1.0, 0.81, 0.0153846]
     m = {k: v for k, v in meta(geom, 2, 2, CLASSES).items() if k != "cmap"}
     js_states = [{"layer": s.layer, "head": str(s.head), "mode": s.mode, "query": s.query} for s in states]  # fmt: skip
-    module = base64.b64encode(asset("explorer.js").encode()).decode()
+    module = base64.b64encode(asset("view.js").encode()).decode()
     script = (
         f"const v = await import('data:text/javascript;base64,{module}');\n"
         f"const meta = {json.dumps(m)};\n"

@@ -2,9 +2,9 @@
 Transformers", ICCV 2021): a student ViT learns to match an EMA teacher on other views of
 the same image, with no label anywhere; then we ask what its CLS token learned.
 
-    python -m helpers.dino --out data/dino_vit.pt --threads 1
+    python -m helpers.studies.dino --out data/dino_vit.pt --threads 1
 
-(see `python -m helpers.dino --help`; the defaults are the shipped model's recipe). The
+(see `python -m helpers.studies.dino --help`; the defaults are the shipped model's recipe). The
 command also runs three short variants of the recipe into the record (COLLAPSE_RUNS: no
 centering, no sharpening, DINO's colour jitter); --no-centering / --no-sharpening train
 the main model that way instead. The shipped run took 24 minutes on a busy 2-core machine.
@@ -38,10 +38,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import get_attention
-from .checkpoint import atomic_write, command_parser, parse_command, save_checkpoint
-from .data import ShapesDataset
-from .model import (
+from ..attention import get_attention
+from ..checkpoint import atomic_write, command_parser, parse_command, save_checkpoint
+from ..data import ShapesDataset
+from ..model import (
     VisionTransformer,
     ViTConfig,
     as_images,
@@ -49,9 +49,9 @@ from .model import (
     resample_pos_embed,
     trunc_normal_,
 )
-from .probes import fit_probe, probe_accuracy
-from .progress import progress_bar
-from .runtime import model_device, provenance, seed_everything
+from ..probes import fit_probe, probe_accuracy
+from ..progress import progress_bar
+from ..runtime import model_device, provenance, seed_everything
 
 # Caron et al. 2021: Jaccard (%) of the 60%-mass masks of the last layer's CLS attention with
 # the object masks of PASCAL VOC12 (val), ViT-S/16 trained with DINO or with labels
@@ -592,7 +592,7 @@ BANK_SIZE = 5000  # the first 5000 train images: the k-NN bank and the probe's t
 # The command
 # --------------------------------------------------------------------------------------
 
-REBUILD = "python -m helpers.dino --out data/dino_vit.pt --threads 1"
+REBUILD = "python -m helpers.studies.dino --out data/dino_vit.pt --threads 1"
 COLLAPSE_STEPS = 120
 COLLAPSE_RUNS = {  # short runs of the recipe with one change each
     "no centering": {"centering": False},
@@ -603,7 +603,7 @@ COLLAPSE_RUNS = {  # short runs of the recipe with one change each
 
 def main(argv=None) -> dict:
     p = command_parser(
-        "helpers.dino",
+        "helpers.studies.dino",
         "Train DINO-lite (student + EMA teacher, no labels) on shapes-in-clutter; save the "
         "teacher's backbone and a .json record with its frozen-feature scores and short "
         "collapse runs.",
@@ -644,7 +644,7 @@ def main(argv=None) -> dict:
                 k: h[k] for k in ("log_step", "entropy", "batch_entropy", "feature_std")
             }
     meta = {
-        "model": "DINO-lite teacher backbone (helpers.dino); its classifier head is unused",
+        "model": "DINO-lite teacher backbone (helpers.studies.dino); its classifier head is unused",
         "scores": scores,
         "eval": f"k-NN: weighted, k=20, T=0.07, cosine, bank = first {BANK_SIZE} train images; "
         "linear probe: helpers.probes.fit_probe on the same; Jaccard: last layer, 60% of the "
@@ -662,7 +662,7 @@ def main(argv=None) -> dict:
         "train_seconds": round(hist["seconds"], 1),
         "seconds": round(time.perf_counter() - t0, 1),
         "dataset": "shapes-in-clutter (helpers.data), seed 0: 20k train images without labels",
-        **provenance("helpers.dino", argv),
+        **provenance("helpers.studies.dino", argv),
     }
     save_checkpoint(teacher.backbone, out, meta)
     atomic_write(out.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())

@@ -1,12 +1,12 @@
 """The attention explorer's browser view and its data, shared by the live widget and the
 kernel-free export.
 
-One view, `explorer.js` (an ES module in the anywidget form, `export default {render}`),
+One view, `view.js` (an ES module in the anywidget form, `export default {render}`),
 draws the picture, the heatmap, the colorbar and the controls from precomputed maps. Two
 hosts feed it the same data:
 
-- the live widget (`helpers.widgets.AttentionExplorer`): an anywidget model whose traits
-  hold the current image's maps and the state (layer, head, mode, query, scale); the kernel
+- the live widget (`helpers.explorer.widget.AttentionExplorer`): an anywidget model whose
+  traits hold the current image's maps and the state (layer, head, mode, query, scale); the kernel
   computes the maps of a new image or an upload;
 - the static export (`static_html`): the maps of a fixed set of test images embedded in one
   self-contained HTML fragment (the view's code, its CSS and the data inlined: no network,
@@ -36,7 +36,8 @@ from importlib import resources
 import numpy as np
 import torch
 
-from .plots import ATTN_CMAP, to_grey
+from ..plots import ATTN_CMAP, to_grey
+from .maps import query_label
 
 # Offered in both modes (fusions over heads); raw attention adds every single head.
 FUSIONS = ("mean", "max")
@@ -50,8 +51,8 @@ UPLOAD_CAUTION = (
 
 
 def asset(name: str) -> str:
-    """The text of a file shipped beside this module (explorer.js, explorer.css)."""
-    return resources.files("helpers").joinpath(name).read_text(encoding="utf-8")
+    """The text of a file shipped beside this module (view.js, view.css)."""
+    return resources.files("helpers.explorer").joinpath(name).read_text(encoding="utf-8")
 
 
 def colormap_lut(name: str = ATTN_CMAP) -> bytes:
@@ -89,7 +90,7 @@ def head_keys(num_heads: int, fusions=FUSIONS) -> tuple[list[str], list[str]]:
 def image_entry(
     maps, image, source: str, prediction: dict, fusions=FUSIONS, caution="", levels=LEVELS
 ) -> dict:
-    """Everything the view needs for one image. maps: a helpers.widgets.AttentionMaps.
+    """Everything the view needs for one image. maps: a helpers.explorer.widget.AttentionMaps.
 
     raw: (layers, heads keys, T, g*g) uint8; roll: (layers, fusions, T, g*g) uint8; *_max and
     *_share: float32 per map. The picture goes as its grey luminance, uint8 (S*S)."""
@@ -115,7 +116,6 @@ def meta(
     geom, num_layers, num_heads, classes, fusions=FUSIONS, live=True, n=0, levels=LEVELS
 ) -> dict:
     """What does not change with the image: geometry, heads, colormap, class names."""
-    from .widgets import query_label
 
     raw_keys, roll_keys = head_keys(num_heads, fusions)
     return {
@@ -154,7 +154,7 @@ def static_html(meta: dict, images: list[dict], state: dict, png: bytes | None =
         {"meta": _jsonable(meta), "images": _jsonable(images), "state": state},
         separators=(",", ":"),
     ).replace("</", "<\\/")  # never close the script element early
-    view = asset("explorer.js").replace("export default", "const view =", 1)
+    view = asset("view.js").replace("export default", "const view =", 1)
     fallback = (
         f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" '
         'alt="The attention explorer: a test image with its attention map" '
@@ -164,7 +164,7 @@ def static_html(meta: dict, images: list[dict], state: dict, png: bytes | None =
     )
     return (
         f'<div id="{uid}" class="cls-explorer-static">{fallback}</div>\n'
-        f"<style>{asset('explorer.css')}</style>\n"
+        f"<style>{asset('view.css')}</style>\n"
         f'<script type="module">\n{view}\n'
         f"const data = await view.inflate({data});\n"
         f'const el = document.getElementById("{uid}");\n'

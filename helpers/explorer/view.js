@@ -1,8 +1,8 @@
 // The attention explorer's view: picture + heatmap on a canvas, colorbar, controls.
-// One ES module in the anywidget form. The live widget (helpers.widgets.AttentionExplorer)
-// hands it an anywidget model; the static export (helpers.explorer_export.static_html)
+// One ES module in the anywidget form. The live widget (helpers.explorer.widget.AttentionExplorer)
+// hands it an anywidget model; the static export (helpers.explorer.export.static_html)
 // hands it `staticModel(data)`, a stand-in with the same get/set/on API over embedded data.
-// Every map is precomputed (see explorer_export.py for the data layout): a control change
+// Every map is precomputed (see export.py for the data layout): a control change
 // only picks a map and redraws a 32x32 picture, so no input waits for Python.
 
 const FUSION_LABEL = { mean: "mean over heads", max: "max over heads" };

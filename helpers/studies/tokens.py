@@ -3,9 +3,9 @@ al., ICLR 2024), a test-time register (Jiang et al., NeurIPS 2025), linear probe
 direct patch classification (a shared head on every patch token), with the command that
 compares patch classification with CLS pooling over seeds (notebook 06):
 
-    python -m helpers.tokens --out data/patch_vs_cls.json
+    python -m helpers.studies.tokens --out data/patch_vs_cls.json
 
-Every function takes the series' VisionTransformer or a subclass (helpers.distill's
+Every function takes the series' VisionTransformer or a subclass (helpers.studies.distill's
 DistilledViT included): it reads `model.embed`, `model.blocks` and `model.norm`.
 """
 
@@ -17,14 +17,14 @@ from dataclasses import asdict, replace
 import torch
 import torch.nn as nn
 
-from .checkpoint import atomic_write, command_parser, parse_command
-from .data import ShapesDataset
-from .experiments import format_table, summarize_runs
-from .model import VisionTransformer, ViTConfig, as_images, count_parameters
-from .probes import block_states
-from .progress import progress_bar
-from .runtime import model_device, provenance, seed_everything
-from .train import TrainConfig, evaluate, train
+from ..checkpoint import atomic_write, command_parser, parse_command
+from ..data import ShapesDataset
+from ..model import VisionTransformer, ViTConfig, as_images, count_parameters
+from ..probes import block_states
+from ..progress import progress_bar
+from ..runtime import model_device, provenance, seed_everything
+from ..train import TrainConfig, evaluate, train
+from .runner import format_table, summarize_runs
 
 
 def num_prefix(model) -> int:
@@ -235,7 +235,7 @@ def compare_run(
 
 def main(argv=None) -> dict:
     p = command_parser(
-        "helpers.tokens",
+        "helpers.studies.tokens",
         "Compare CLS pooling, mean pooling and direct patch classification over seeds at one "
         "small budget; write the runs and their summary to a JSON file.",
         "the JSON results file to write",
@@ -258,9 +258,9 @@ def main(argv=None) -> dict:
         "summary": summary,
         "model": COMPARE_MODEL,
         "train_config": asdict(COMPARE_TRAIN),
-        "dataset": f"shapes-in-clutter (helpers.data): ShapesDataset('train', n={COMPARE_TRAIN.n_train}), "
-        "scored on the 2000 test images",
-        **provenance("helpers.tokens", argv),
+        "dataset": "shapes-in-clutter (helpers.data): "
+        f"ShapesDataset('train', n={COMPARE_TRAIN.n_train}), scored on the 2000 test images",
+        **provenance("helpers.studies.tokens", argv),
     }
     atomic_write(a.out, (json.dumps(record, indent=2) + "\n").encode())
     return record

@@ -1,11 +1,11 @@
 """DeiT's distillation token (Touvron et al., ICML 2021), a small CNN teacher, and the
 command that trains the teacher, the distilled student and the plain ViTs of notebook 06:
 
-    python -m helpers.distill teacher --out data/cnn_teacher.pt
-    python -m helpers.distill student --teacher data/cnn_teacher.pt --out data/deit_student.pt
-    python -m helpers.distill vit --reg-tokens 0 --out data/vit_reg0.pt   # also 1 and 4
+    python -m helpers.studies.distill teacher --out data/cnn_teacher.pt
+    python -m helpers.studies.distill student --teacher data/cnn_teacher.pt --out data/deit_student.pt
+    python -m helpers.studies.distill vit --reg-tokens 0 --out data/vit_reg0.pt   # also 1 and 4
 
-(see `python -m helpers.distill --help`; the defaults are the shipped files' recipe).
+(see `python -m helpers.studies.distill --help`; the defaults are the shipped files' recipe).
 
 - `DistilledViT`: the series' ViT with a second learned token, `dist_token`, right after
   CLS, its own slot in `pos_embed` (two prefix slots, then the patches) and its own linear
@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import (
+from ..checkpoint import (
     atomic_write,
     command_parser,
     load_payload,
@@ -38,11 +38,11 @@ from .checkpoint import (
     save_checkpoint,
     save_model,
 )
-from .data import ShapesDataset
-from .model import VisionTransformer, ViTConfig, make_config, sincos_2d, trunc_normal_, uniform_
-from .paths import DATA_DIR, data_file
-from .runtime import provenance, seed_everything
-from .train import TrainConfig, count_parameters, evaluate, train
+from ..data import ShapesDataset
+from ..model import VisionTransformer, ViTConfig, make_config, sincos_2d, trunc_normal_, uniform_
+from ..paths import DATA_DIR, data_file
+from ..runtime import provenance, seed_everything
+from ..train import TrainConfig, count_parameters, evaluate, train
 
 CNN_FORMAT = "inside-the-cls-token/cnn"
 
@@ -205,7 +205,9 @@ def load_cnn(path, device="cpu") -> tuple[SmallCNN, dict]:
     """The teacher saved by `save_cnn`, in eval mode, and its meta."""
     path = Path(path)
     payload = load_payload(
-        path, "CNN teacher", f"rebuild it with `python -m helpers.distill teacher --out {path}`"
+        path,
+        "CNN teacher",
+        f"rebuild it with `python -m helpers.studies.distill teacher --out {path}`",
     )
     if not isinstance(payload, dict) or payload.get("format") != CNN_FORMAT:
         raise ValueError(f"{path} is not a CNN teacher of this project (saved by save_cnn).")
@@ -229,16 +231,16 @@ def load_distilled(path, device="cpu") -> tuple[DistilledViT, dict]:
 
 # The commands that made notebook 06's shipped files (each writes a .json record beside it).
 REBUILD = {
-    "cnn_teacher.pt": "python -m helpers.distill teacher --out data/cnn_teacher.pt --epochs 8 "
-    "--threads 1",
-    "deit_student.pt": "python -m helpers.distill student --teacher data/cnn_teacher.pt --out "
-    "data/deit_student.pt --epochs 4 --threads 1",
+    "cnn_teacher.pt": "python -m helpers.studies.distill teacher --out data/cnn_teacher.pt "
+    "--epochs 8 --threads 1",
+    "deit_student.pt": "python -m helpers.studies.distill student --teacher "
+    "data/cnn_teacher.pt --out data/deit_student.pt --epochs 4 --threads 1",
     **{
-        f"vit_reg{r}.pt": f"python -m helpers.distill vit --reg-tokens {r} --out "
+        f"vit_reg{r}.pt": f"python -m helpers.studies.distill vit --reg-tokens {r} --out "
         f"data/vit_reg{r}.pt --epochs 4 --threads 1"
         for r in (0, 1, 4)
     },
-    "patch_vs_cls.json": "python -m helpers.tokens --out data/patch_vs_cls.json --threads 1",
+    "patch_vs_cls.json": "python -m helpers.studies.tokens --out data/patch_vs_cls.json --threads 1",
 }
 
 
@@ -305,7 +307,7 @@ def agreement(a: nn.Module, b: nn.Module, images: torch.Tensor, batch_size: int 
 
 def main(argv=None) -> dict:
     p = command_parser(
-        "helpers.distill",
+        "helpers.studies.distill",
         "Train notebook 06's models on shapes-in-clutter and save each with a .json record "
         "next to it: the CNN teacher, the distilled student, plain ViTs.",
         "checkpoint path (.pt)",
@@ -351,9 +353,10 @@ def main(argv=None) -> dict:
             "train_seconds": round(hist.seconds[-1], 1),
             "parameters": count_parameters(model),
             "train_config": asdict(tcfg),
-            "augmentation": "random roll by 0 or +-4 px in x and y (helpers.distill.shift_augment)",
+            "augmentation": "random roll by 0 or +-4 px in x and y "
+            "(helpers.studies.distill.shift_augment)",
             "dataset": "shapes-in-clutter (helpers.data), seed 0, 20k train / 2k val / 2k test",
-            **provenance("helpers.distill", argv),
+            **provenance("helpers.studies.distill", argv),
         }
     )
     if a.kind == "teacher":

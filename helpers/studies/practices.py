@@ -2,7 +2,7 @@
 with several seeds. Too many runs for a notebook, so they run as a command and the results
 ship in `data/`:
 
-    python -m helpers.practices_study --threads 1 --out data/practices_runs.json --force
+    python -m helpers.studies.practices --threads 1 --out data/practices_runs.json --force
 
 (`--only init,cls_lr` runs some parts; `--jobs 2` runs parts side by side in two processes,
 with the same numbers, since every part seeds its own runs). All parts take about 17 minutes
@@ -13,7 +13,7 @@ it (`load_record`), shows it, and retrains one run live (`live_check`) to show t
 matches the code: bit-identical for the same torch version and thread count on the CPU, near
 the recorded seeds elsewhere.
 
-The parts (each a list of rows of helpers.experiments.compare_configs):
+The parts (each a list of rows of helpers.studies.runner.compare_configs):
 - "init": the CLS token drawn four ways (zeros, std 1, truncated std 0.02, std 1e-6),
   trained on notebook 04's budget: accuracy, a learning curve, how far the token moved;
 - "cls_lr": the CLS token and its position slot at 0.1x / 1x / 10x the base rate;
@@ -39,21 +39,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import patch_mask
-from .checkpoint import (
+from ..attention import patch_mask
+from ..checkpoint import (
     atomic_write,
     command_parser,
     load_checkpoint,
     parse_command,
     read_checkpoint,
 )
-from .data import CLASSES, ShapesDataset
-from .experiments import compare_configs
-from .model import VisionTransformer, ViTConfig
-from .paths import data_file
-from .probes import fit_probe, probe_accuracy
-from .runtime import provenance
-from .train import TrainConfig, evaluate
+from ..data import CLASSES, ShapesDataset
+from ..model import VisionTransformer, ViTConfig
+from ..paths import data_file
+from ..probes import fit_probe, probe_accuracy
+from ..runtime import provenance
+from ..train import TrainConfig, evaluate
+from .runner import compare_configs
 
 RECORD = "practices_runs.json"
 PARTS = ("init", "cls_lr", "base_lr", "dropout", "finetune", "global")
@@ -529,7 +529,7 @@ def load_record(path=None, parts=PARTS) -> dict:
     missing = {"command", "torch", "threads", *parts} - set(record)
     if missing:
         raise ValueError(
-            f"{path} is not a full record of `python -m helpers.practices_study` (it lacks "
+            f"{path} is not a full record of `python -m helpers.studies.practices` (it lacks "
             f"{', '.join(sorted(missing))}): rebuild it with that command."
         )
     return record
@@ -569,7 +569,7 @@ def _clean(x):
 
 def main(argv=None) -> dict:
     p = command_parser(
-        "helpers.practices_study",
+        "helpers.studies.practices",
         "Run notebook 08's experiments (best practices for the CLS token) with several seeds; "
         "write a JSON record.",
         "the JSON record to write",
@@ -618,7 +618,7 @@ def _worker_init(threads: int) -> None:
 
 def write_record(out, argv, runs: dict, complete: bool) -> None:
     record = {
-        **provenance("helpers.practices_study", argv),
+        **provenance("helpers.studies.practices", argv),
         "model": MAIN,
         "budget": asdict(BUDGET),
         "n_train": N_TRAIN,

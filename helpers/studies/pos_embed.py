@@ -1,11 +1,11 @@
 """Notebook 02's comparison of position tables: learned vs fixed 2D sine-cosine vs none.
 
-Each kind trains the small ViT of notebook 04 (helpers.pooling_study.MAIN, BUDGET) with a few
+Each kind trains the small ViT of notebook 04 (helpers.studies.pooling.MAIN, BUDGET) with a few
 seeds, then is scored on the validation images at 32x32 and at 48x48, on a canvas (objects
 keep their size) and upscaled (objects grow). That takes minutes, so it runs as a command
 whose record ships in `data/`:
 
-    python -m helpers.pos_embed_study --threads 1 --out data/pos_embed_runs.json
+    python -m helpers.studies.pos_embed --threads 1 --out data/pos_embed_runs.json
 
 The record also holds one cheap run, `CHECK` (no position table, seed 0, 100 steps), that
 notebook 02 retrains live (`run_check`) to show that the file matches the code: the same
@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, command_parser, parse_command
-from .data import ShapesDataset
-from .model import VisionTransformer, ViTConfig, adapt_to_image_size
-from .paths import data_file
-from .pooling_study import BUDGET, MAIN, N_TRAIN
-from .progress import progress_bar
-from .runtime import provenance, seed_everything
-from .train import evaluate, train
+from ..checkpoint import atomic_write, command_parser, parse_command
+from ..data import ShapesDataset
+from ..model import VisionTransformer, ViTConfig, adapt_to_image_size
+from ..paths import data_file
+from ..progress import progress_bar
+from ..runtime import provenance, seed_everything
+from ..train import evaluate, train
+from .pooling import BUDGET, MAIN, N_TRAIN
 
 RECORD = "pos_embed_runs.json"
 KINDS = {"learned": "learn", "sine-cosine": "sincos", "none": "none"}  # name -> pos_embed
@@ -103,7 +103,7 @@ def load_record(path=None) -> dict:
     missing = {"command", "torch", "threads", "runs", "check"} - set(record)
     if missing:
         raise ValueError(
-            f"{path} is not a record of `python -m helpers.pos_embed_study` (it lacks "
+            f"{path} is not a record of `python -m helpers.studies.pos_embed` (it lacks "
             f"{', '.join(sorted(missing))}): rebuild it with that command."
         )
     return record
@@ -125,7 +125,7 @@ def format_scores(rows: list[dict]) -> str:
 
 def main(argv=None) -> dict:
     p = command_parser(
-        "helpers.pos_embed_study",
+        "helpers.studies.pos_embed",
         "Train notebook 02's position-table variants with several seeds.",
         "the JSON record to write",
         f"data/{RECORD}",
@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
         p.error(f"--seeds must be >= 1, got {a.seeds}.")
     rows = run_study(tuple(range(a.seeds)))
     record = {
-        **provenance("helpers.pos_embed_study", argv),
+        **provenance("helpers.studies.pos_embed", argv),
         "model": MAIN,
         "budget": asdict(BUDGET),
         "n_train": N_TRAIN,

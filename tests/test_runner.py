@@ -3,8 +3,8 @@
 import pytest
 
 from helpers.data import ShapesDataset
-from helpers.experiments import compare_configs, format_table, summarize_runs
 from helpers.model import ViTConfig
+from helpers.studies.runner import compare_configs, format_table, summarize_runs
 from helpers.train import TrainConfig
 
 

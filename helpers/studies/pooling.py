@@ -3,7 +3,7 @@
 Training every variant with several seeds takes minutes, longer than a notebook may run, so
 it runs as a command and its results ship in `data/`:
 
-    python -m helpers.pooling_study --out data/pooling_runs.json
+    python -m helpers.studies.pooling --out data/pooling_runs.json
 
 The record holds the command, the torch version, the thread count, the machine, the budget
 and one row per run. Notebook 04 loads it (`load_record`), shows it, and retrains one run
@@ -24,13 +24,13 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .checkpoint import atomic_write, command_parser, parse_command
-from .data import ShapesDataset
-from .experiments import compare_configs, summarize_runs
-from .model import ViTConfig
-from .paths import data_file
-from .runtime import provenance
-from .train import TrainConfig
+from ..checkpoint import atomic_write, command_parser, parse_command
+from ..data import ShapesDataset
+from ..model import ViTConfig
+from ..paths import data_file
+from ..runtime import provenance
+from ..train import TrainConfig
+from .runner import compare_configs, summarize_runs
 
 RECORD = "pooling_runs.json"
 MAIN = dict(embed_dim=32, depth=2, num_heads=2)  # smaller than the shipped (64, 4, 4)
@@ -62,7 +62,7 @@ def datasets() -> tuple[ShapesDataset, ShapesDataset]:
 def run_study(seeds=SEEDS, lag_seeds=LAG_SEEDS, progress: bool = True) -> dict:
     """Train every run of both parts on the CPU; returns {"pooling": rows, "map_lag": rows}.
 
-    Rows are those of helpers.experiments.compare_configs; "map_lag" rows also carry
+    Rows are those of helpers.studies.runner.compare_configs; "map_lag" rows also carry
     "budget" (a key of LAG_BUDGETS). Runs of "map_lag" that "pooling" already made (the
     notebook's budget) are reused, not retrained."""
     train_set, val = datasets()
@@ -94,7 +94,7 @@ def load_record(path=None) -> dict:
     missing = {"command", "torch", "threads", "pooling", "map_lag"} - set(record)
     if missing:
         raise ValueError(
-            f"{path} is not a record of `python -m helpers.pooling_study` (it lacks "
+            f"{path} is not a record of `python -m helpers.studies.pooling` (it lacks "
             f"{', '.join(sorted(missing))}): rebuild it with that command."
         )
     return record
@@ -110,7 +110,7 @@ def find_run(record: dict, name: str, seed: int) -> dict:
 
 def main(argv=None) -> dict:
     p = command_parser(
-        "helpers.pooling_study",
+        "helpers.studies.pooling",
         "Train notebook 04's pooling variants with several seeds; write a JSON record.",
         "the JSON record to write",
         f"data/{RECORD}",
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}.")
     runs = run_study(tuple(range(a.seeds)), tuple(range(a.lag_seeds)))
     record = {
-        **provenance("helpers.pooling_study", argv),
+        **provenance("helpers.studies.pooling", argv),
         "model": MAIN,
         "budget": asdict(BUDGET),
         "n_train": N_TRAIN,

@@ -2,7 +2,7 @@
 Natural Language Supervision"): an image encoder and a text encoder, each summarised by one
 token, trained so that a picture and its caption land close together in a shared space.
 
-    python -m helpers.clip --out data/clip_lite.pt --threads 1
+    python -m helpers.studies.clip --out data/clip_lite.pt --threads 1
 
 - Captions: each image's own attributes in words, "a red ring in the top left" (`caption`,
   `captions`), and a word-level tokenizer over their fixed vocabulary (`encode`, `decode`).
@@ -31,9 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, command_parser, load_payload, parse_command, save_model
-from .data import CLASSES, COLOUR_NAMES, ShapesDataset
-from .model import (
+from ..checkpoint import atomic_write, command_parser, load_payload, parse_command, save_model
+from ..data import CLASSES, COLOUR_NAMES, ShapesDataset
+from ..model import (
     Block,
     VisionTransformer,
     check_count,
@@ -41,13 +41,13 @@ from .model import (
     run_blocks,
     trunc_normal_,
 )
-from .paths import DATA_DIR, data_file
-from .progress import progress_bar
-from .runtime import model_device, provenance, seed_everything
-from .train import lr_at
+from ..paths import DATA_DIR, data_file
+from ..progress import progress_bar
+from ..runtime import model_device, provenance, seed_everything
+from ..train import lr_at
 
 FORMAT = "inside-the-cls-token/clip-lite"
-COMMAND = "python -m helpers.clip --out data/clip_lite.pt --threads 1"
+COMMAND = "python -m helpers.studies.clip --out data/clip_lite.pt --threads 1"
 
 # --------------------------------------------------------------------------------------
 # Captions and the tokenizer
@@ -236,7 +236,7 @@ class TextTransformer(nn.Module):
             got = f"{ids.dtype} {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else ids
             raise ValueError(
                 f"expected token ids, a long tensor (B, T), got {got!r}: make them with "
-                "helpers.clip.encode(texts)."
+                "helpers.studies.clip.encode(texts)."
             )
         if ids.shape[1] > self.cfg.context_length or ids.shape[0] == 0:
             raise ValueError(
@@ -246,7 +246,7 @@ class TextTransformer(nn.Module):
         if ids.min() < 0 or ids.max() >= len(VOCAB) or (ids[:, 0] != CLS_ID).any():
             raise ValueError(
                 "ids must be vocabulary indices that start with [CLS]: make them with "
-                "helpers.clip.encode(texts)."
+                "helpers.studies.clip.encode(texts)."
             )
         return ids
 
@@ -529,7 +529,7 @@ def load_clip(path=None, device="cpu") -> tuple[CLIPLite, dict]:
 
 def main(argv=None) -> dict:
     p = command_parser(
-        "helpers.clip",
+        "helpers.studies.clip",
         "Train CLIP-lite on shapes-in-clutter images and their generated captions; save the "
         "model and a .json record next to it (the defaults: data/clip_lite.pt).",
         "checkpoint path (.pt)",
@@ -554,10 +554,10 @@ def main(argv=None) -> dict:
         "config": asdict(model.cfg),
         "train_config": asdict(tcfg),
         "batches": "each batch holds batch_size distinct captions, one random image of each "
-        "(helpers.clip.caption_batches): no false negatives in the loss",
+        "(helpers.studies.clip.caption_batches): no false negatives in the loss",
         "dataset": "shapes-in-clutter (helpers.data), seed 0: 20k train images with their "
         "captions; scored on the 2k test images",
-        **provenance("helpers.clip", argv),
+        **provenance("helpers.studies.clip", argv),
         "step_loss": hist["step_loss"],
     }
     save_clip(model, out, meta)

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import torch
 
-from .model import VisionTransformer, ViTConfig, count_parameters
-from .progress import progress_bar
-from .runtime import seed_everything
-from .train import TrainConfig, evaluate, train
+from ..model import VisionTransformer, ViTConfig, count_parameters
+from ..progress import progress_bar
+from ..runtime import seed_everything
+from ..train import TrainConfig, evaluate, train
 
 
 def compare_configs(
