@@ -88,19 +88,54 @@ def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, n or 1)
 
 
+def cpu_kind() -> str:
+    """This CPU as far as torch's arithmetic is concerned: the architecture, the vector
+    instructions torch's kernels use (AVX2, AVX512, ...) and the processor's name. Two CPUs
+    of another kind can sum in another order, so the same run differs in the last digits."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    return f"{platform.machine()}, {capability}, {name}"
+
+
 def provenance(prog: str, argv=None) -> dict:
     """What a results file records about how it was made: the command as typed (`prog` is
     e.g. "helpers.train"; argv None: this process's arguments), the torch version, its thread
-    count (training is bit-identical only for the same version and thread count), the machine
-    and the Python version."""
+    count and the kind of CPU (training is bit-identical only for the same version, thread
+    count and kind of CPU), the machine and the Python version."""
     args = sys.argv[1:] if argv is None else list(argv)
     return {
         "command": " ".join(["python -m", prog, *args]),
         "torch": str(torch.__version__),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_kind(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
         "python": platform.python_version(),
     }
+
+
+def same_numerics(record: dict, device=None) -> tuple[bool, str]:
+    """Should a rerun here give `record`'s numbers to the last digit? (True, "") when the
+    torch version, the device (the CPU) and the kind of CPU are the record's (the caller
+    sets the record's thread count); else (False, why not), for a notebook to print beside
+    a rerun that lands near the record but not on it."""
+    why = []
+    if device is not None and torch.device(device).type != "cpu":
+        why.append(f"this runs on {torch.device(device).type}, the record on the CPU")
+    if record.get("torch") != str(torch.__version__):
+        why.append(f"torch {torch.__version__} here, {record.get('torch')} in the record")
+    here = cpu_kind()
+    if "cpu" not in record:
+        why.append(f"the record does not say which kind of CPU made it (this one: {here})")
+    elif record["cpu"] != here:
+        why.append(f"this CPU is {here}, the record's was {record['cpu']}")
+    return not why, "; ".join(why)
 
 
 def start(seed: int = 0, device: str = "cpu") -> SimpleNamespace:

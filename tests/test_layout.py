@@ -157,3 +157,46 @@ def test_every_notebook_takes_its_exercises_from_its_own_module():
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         for mod in notebook_imports(nb):
             assert mod.startswith(f"helpers.exercises.nb{nb.name[:2]}_"), (nb.name, mod)
+
+
+def command_modules() -> list[str]:
+    """Every module of helpers/ that runs as a command (`if __name__ == "__main__":`)."""
+    return sorted(
+        name
+        for name, path in modules().items()
+        if 'if __name__ == "__main__":' in path.read_text(encoding="utf-8")
+    )
+
+
+def test_the_commands_are_the_studies_and_the_top_levels_two():
+    names = command_modules()
+    assert {"helpers.train", "helpers.claims"} <= set(names)
+    others = [n for n in names if n not in ("helpers.train", "helpers.claims")]
+    assert others and all(n.startswith("helpers.studies.") for n in others), others
+
+
+def test_every_command_runs_under_its_name_and_says_so():
+    """`python -m NAME --help` in a fresh interpreter: the module path the README and the
+    records give is the one that runs, and its usage line names it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import contextlib, io, runpy, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    out = io.StringIO()\n"
+        "    sys.argv = [name, '--help']\n"
+        "    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "        runpy.run_module(name, run_name='__main__', alter_sys=True)\n"
+        "    usage = out.getvalue().splitlines()[0]\n"
+        "    assert usage.startswith(f'usage: python -m {name}'), (name, usage)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *command_modules()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

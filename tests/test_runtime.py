@@ -2,6 +2,7 @@
 helper that takes a model runs it where the model is; no helper picks a device itself."""
 
 import os
+import platform
 
 import pytest
 import torch
@@ -10,7 +11,14 @@ from helpers.attention import cls_maps, get_attention
 from helpers.data import ShapesDataset
 from helpers.explorer.widget import AttentionExplorer
 from helpers.model import VisionTransformer, ViTConfig
-from helpers.runtime import available_cpus, choose_device, start
+from helpers.runtime import (
+    available_cpus,
+    choose_device,
+    cpu_kind,
+    provenance,
+    same_numerics,
+    start,
+)
 from helpers.studies.runner import compare_configs
 from helpers.train import TrainConfig, evaluate, predict, predictions, train
 from tests.conftest import TINY
@@ -112,9 +120,21 @@ def test_helpers_run_the_model_on_its_own_device(call):
 
 
 def test_provenance_records_the_command_as_typed_and_the_thread_count():
-    from helpers.runtime import provenance
-
     rec = provenance("helpers.train", ["--out", "x.pt", "--threads", "1"])
     assert rec["command"] == "python -m helpers.train --out x.pt --threads 1"
     assert rec["threads"] == torch.get_num_threads() and rec["torch"] == torch.__version__
     assert rec["machine"] and rec["python"]
+    assert rec["cpu"] == cpu_kind() and rec["cpu"].startswith(platform.machine())
+
+
+def test_same_numerics_says_when_a_rerun_must_match_its_record_and_why_not():
+    here = {"torch": str(torch.__version__), "cpu": cpu_kind()}
+    assert same_numerics(here, "cpu") == (True, "")
+    exact, why = same_numerics({**here, "torch": "2.2.0"}, "cpu")
+    assert not exact and "2.2.0 in the record" in why
+    exact, why = same_numerics({**here, "cpu": "x86_64, AVX512, another CPU"})
+    assert not exact and "AVX512, another CPU" in why
+    exact, why = same_numerics({"torch": here["torch"]})  # a record from before "cpu" existed
+    assert not exact and "does not say which kind of CPU" in why
+    exact, why = same_numerics(here, torch.device("meta"))
+    assert not exact and "meta" in why

@@ -8,8 +8,8 @@ it runs as a command and its results ship in `data/`:
 The record holds the command, the torch version, the thread count, the machine, the budget
 and one row per run. Notebook 04 loads it (`load_record`), shows it, and retrains one run
 (CLS, seed 0) live to show that the file matches the code. Training is bit-identical only
-for the same torch version *and* thread count; elsewhere a rerun lands near, not on, the
-recorded number.
+for the same torch version, thread count *and* kind of CPU; elsewhere a rerun lands near,
+not on, the recorded number.
 
 Two parts:
 - "pooling": the five variants of `POOLS`, each with `SEEDS`, on the notebook's `BUDGET`;

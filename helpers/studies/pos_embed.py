@@ -9,7 +9,7 @@ whose record ships in `data/`:
 
 The record also holds one cheap run, `CHECK` (no position table, seed 0, 100 steps), that
 notebook 02 retrains live (`run_check`) to show that the file matches the code: the same
-accuracy to the last digit for the same torch version and thread count.
+accuracy to the last digit for the same torch version, thread count and kind of CPU.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ of CPU time (981 s measured, torch 2.13, one thread; 17 min 23 s of wall time wi
 on a 2-core machine shared with other work). The record holds the command, the torch
 version, the thread count, the machine, every budget and one row per run. Notebook 08 loads
 it (`load_record`), shows it, and retrains one run live (`live_check`) to show that the file
-matches the code: bit-identical for the same torch version and thread count on the CPU, near
+matches the code: bit-identical for the same torch version, thread count and kind of CPU, near
 the recorded seeds elsewhere.
 
 The parts (each a list of rows of helpers.studies.runner.compare_configs):
