@@ -162,7 +162,7 @@ CLAIMS = [
         "holds",
         "the image CLS alone, trained on captions only: zero-shot shapes 96.0% (supervised "
         "98.8%; CLIP ViT-L/14 on ImageNet 76.2%), retrieval R@1 96.8% / 99.1%; probes of "
-        "shape/colour/place 97.0/95.8/99.8% (supervised CLS 98.4/42.8/24.6)",
+        "shape/colour/place 97.0/95.7/99.8% (supervised CLS 98.4/42.8/24.6)",
         "07 §10-12 Zero-shot classification; Retrieval; What does the image CLS token know?",
     ),
     Claim(

@@ -9,7 +9,7 @@
 - `import_timm_vit()`: timm's class, importable where torchvision is missing.
 
 timm is optional: nothing here imports it until a function needs it, and nothing in the
-series needs it to run. This module imports nothing of `helpers.attention` or the widgets.
+series needs it to run. This module imports nothing of `helpers.attention` or the explorer.
 """
 
 from __future__ import annotations
