@@ -169,6 +169,30 @@ def test_wheel_ships_helpers_and_the_checkpoint(tmp_path):
     assert ckpt
 
 
+@pytest.mark.parametrize("build", ["build_wheel", "build_editable"])
+def test_the_build_prints_no_deprecation_warning(build, tmp_path):
+    """pip install ., pip install -e . and make lab all run the setuptools backend on
+    pyproject.toml: any deprecation it warns of becomes a failed install some day."""
+    pytest.importorskip("setuptools")
+    src = copy_checkout(tmp_path / "src")
+    (tmp_path / "out").mkdir()
+    code = f"from setuptools import build_meta; build_meta.{build}({str(tmp_path / 'out')!r})"
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code], cwd=src, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr
+    warnings = [line for line in said.splitlines() if re.search(r"deprecat", line, re.I)]
+    assert not warnings, "\n".join(warnings)
+
+
+def test_the_build_floor_is_the_one_the_project_table_needs():
+    requires = pyproject()["build-system"]["requires"]
+    assert requires == ["setuptools>=77"]  # the SPDX `license` string needs 77
+    assert isinstance(pyproject()["project"]["license"], str)
+    assert "setuptools>=77" in pyproject()["project"]["optional-dependencies"]["test"]
+
+
 # ---------------- helpers.paths ----------------
 
 
