@@ -82,7 +82,7 @@ def test_the_cycle_finder_finds_a_loop_and_no_false_one():
     assert find_cycle({"w": {"e"}, "e": {"w"}}) == ["e", "w", "e"]
 
 
-def test_lazy_and_relative_imports_are_read(tmp_path):
+def test_lazy_and_relative_imports_are_read():
     mods = modules()
     graph = import_graph()
     assert "helpers.explorer.maps" in graph["helpers.explorer.widget"]  # from .maps import
