@@ -27,8 +27,22 @@ from .plots import use_style
 DEVICES = ("cpu", "auto", "cuda", "mps")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seeds run from 0 to 2**32 - 1
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """`seed` as an int in numpy's range 0 .. 2**32 - 1, or a ValueError saying so (checked
+    before any work, not as a numpy traceback after the data are made)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"{name} must be a whole number, got {seed!r}.")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} must be between 0 and {MAX_SEED} (2**32 - 1), got {seed}.")
+    return int(seed)
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, numpy and torch so that a rerun prints the same numbers on this machine."""
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -156,3 +170,37 @@ def start(seed: int = 0, device: str = "cpu") -> SimpleNamespace:
     return SimpleNamespace(
         device=dev, seed=seed, data=DATA_DIR, checkpoint=data_file("vit_shapes.pt")
     )
+
+
+class Diverged(ValueError):
+    """Training reached a loss that is not a finite number: the run is worthless, so the
+    command that started it stops and writes nothing."""
+
+
+def check_loss(loss, step: int, lr: float | None = None) -> float:
+    """The loss of one optimizer step as a float; raise `Diverged`, naming the likely cause,
+    when it is NaN or infinite (called before the step is taken, so no weight is spoiled)."""
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if not math.isfinite(value):
+        rate = f" (learning rate {lr:g})" if lr is not None else ""
+        raise Diverged(
+            f"training diverged: the loss is {value} at step {step}{rate}. The likely cause "
+            "is a learning rate far too high (the series trains at about 1e-3; check for a "
+            "typo such as 1e3) or a bad setting; nothing was saved."
+        )
+    return value
+
+
+def require_finite(x, name: str = "input", fix: str = "") -> torch.Tensor:
+    """`x` as a tensor; a ValueError when it holds NaN or infinity, which every score would
+    otherwise count silently (a NaN similarity is a "hit", a NaN feature a wrong vote)."""
+    t = torch.as_tensor(x)
+    if t.is_floating_point() or t.is_complex():
+        bad = (~torch.isfinite(t)).sum().item()
+        if bad:
+            fix = fix or "the model that made it probably diverged: retrain it at a lower rate"
+            plural = "s" if bad != 1 else ""
+            raise ValueError(
+                f"{name} holds {bad} NaN or infinite value{plural} (of {t.numel()}): {fix}."
+            )
+    return t

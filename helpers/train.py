@@ -10,7 +10,6 @@ batches move to the model's device, results come back on the CPU.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,11 +17,17 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write, command_parser, parse_command, save_checkpoint, save_snapshots
+from .checkpoint import (
+    claim_output,
+    command_parser,
+    parse_command,
+    save_checkpoint,
+    save_snapshots,
+)
 from .data import SPLITS, ShapesDataset
 from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
 from .progress import progress_bar
-from .runtime import model_device, provenance, seed_everything
+from .runtime import check_loss, model_device, provenance, seed_everything
 
 
 @dataclass
@@ -224,6 +229,7 @@ def train(
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             else:
                 loss, logits = loss_fn(model, x, y)
+            check_loss(loss, step + 1, opt.param_groups[0]["lr"])  # before the step spoils it
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if slots:
@@ -401,7 +407,6 @@ def main(argv=None) -> dict:
     )
     # Every check before any work: a bad number or path costs nothing and destroys nothing.
     a, out = parse_command(p, argv, ".pt")
-    record = out.with_suffix(".json")
     try:
         steps = parse_steps(a.snapshots) if a.snapshots is not None else None
     except ValueError as e:
@@ -424,34 +429,33 @@ def main(argv=None) -> dict:
     total = SPLITS["train"][1] // tcfg.batch_size * tcfg.epochs
     if steps and steps[-1] > total:
         p.error(f"--snapshots step {steps[-1]} is past the last step ({total}) of this run.")
-    seed_everything(tcfg.seed)
-    model = VisionTransformer(mcfg)
-    train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))
-    common = {
-        "parameters": count_parameters(model),
-        "train_config": asdict(tcfg),
-        "dataset": "shapes-in-clutter (helpers.data), seed 0, 20k train / 2k val / 2k test",
-        **provenance("helpers.train", argv),
-    }
-    if steps:
-        meta = _train_snapshots(model, train_ds, test_ds, tcfg, steps, out)
-        meta.update(common)
-        save_snapshots(model.cfg, meta.pop("states"), out, meta)
-        atomic_write(record, (json.dumps(meta, indent=2) + "\n").encode())
-        print(f"test accuracy at steps {meta['snapshot_test_accuracy']} -> {out}")
+    with claim_output(out, p):  # held from here: a second run to the same --out is refused
+        seed_everything(tcfg.seed)
+        model = VisionTransformer(mcfg)
+        train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))
+        common = {
+            "parameters": count_parameters(model),
+            "train_config": asdict(tcfg),
+            "dataset": "shapes-in-clutter (helpers.data), seed 0, 20k train / 2k val / 2k test",
+            **provenance("helpers.train", argv),
+        }
+        if steps:
+            meta = _train_snapshots(model, train_ds, test_ds, tcfg, steps, out)
+            meta.update(common)
+            save_snapshots(model.cfg, meta.pop("states"), out, meta, record=True)
+            print(f"test accuracy at steps {meta['snapshot_test_accuracy']} -> {out}")
+            return meta
+        hist = train(model, train_ds, val_ds, tcfg)
+        test_acc = evaluate(model, test_ds)
+        meta = {
+            "test_accuracy": round(test_acc, 4),
+            "val_accuracy": round(hist.val_acc[-1], 4),
+            "train_seconds": round(hist.seconds[-1], 1),
+            **common,
+        }
+        save_checkpoint(model, out, meta, record=True)
+        print(f"test accuracy {test_acc:.4f}  ({hist.seconds[-1]:.0f} s of training) -> {out}")
         return meta
-    hist = train(model, train_ds, val_ds, tcfg)
-    test_acc = evaluate(model, test_ds)
-    meta = {
-        "test_accuracy": round(test_acc, 4),
-        "val_accuracy": round(hist.val_acc[-1], 4),
-        "train_seconds": round(hist.seconds[-1], 1),
-        **common,
-    }
-    save_checkpoint(model, out, meta)
-    atomic_write(record, (json.dumps(meta, indent=2) + "\n").encode())
-    print(f"test accuracy {test_acc:.4f}  ({hist.seconds[-1]:.0f} s of training) -> {out}")
-    return meta
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def test_out_with_json_suffix_is_refused_and_nothing_written(tmp_path, capsys, n
         ("--label-smoothing 1.5", "label_smoothing must be in [0, 1)"),
         ("--embed-dim 30 --num-heads 4", "not divisible by num_heads"),
         ("--depth 0", "--depth and --embed-dim must be >= 1"),
-        ("--threads -1", "--threads must be >= 0"),
+        ("--threads -1", "--threads must be between 0"),
     ],
 )
 def test_nonsense_numbers_are_refused_before_any_work(tmp_path, capsys, no_dataset, args, message):

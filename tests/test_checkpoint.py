@@ -109,7 +109,7 @@ def test_every_command_shares_out_force_and_threads(tmp_path, capsys):
     for argv, says in (
         (["--out", str(out)], "pass --force"),
         (["--out", str(tmp_path / "r.pt")], "must end in .json"),
-        (["--out", str(tmp_path / "r2.json"), "--threads", "-2"], "--threads must be >= 0"),
+        (["--out", str(tmp_path / "r2.json"), "--threads", "-2"], "--threads must be between 0"),
         ([], "--out"),  # required when there is no default
     ):
         with _pytest.raises(SystemExit) as e:

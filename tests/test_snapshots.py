@@ -58,7 +58,7 @@ def test_load_snapshots_names_wrong_files(tmp_path):
         load_snapshots(tmp_path / "none.pt")
     m = VisionTransformer(embed_dim=16, depth=1, num_heads=2)
     save_checkpoint(m, tmp_path / "one.pt")
-    with pytest.raises(ValueError, match="use load_checkpoint"):
+    with pytest.raises(ValueError, match="use helpers.checkpoint.load_checkpoint"):
         load_snapshots(tmp_path / "one.pt")
     with pytest.raises(ValueError, match="no snapshots"):
         save_snapshots(m.cfg, {}, tmp_path / "empty.pt")
