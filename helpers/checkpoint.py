@@ -105,11 +105,11 @@ def output_problem(path, suffix: str, force: bool = False) -> str | None:
     that exists (without `force`), or a folder that does not exist. Checked before any work,
     so a bad path costs nothing and destroys nothing."""
     path = Path(path)
+    if path.is_dir():
+        return f"--out {path} is a folder: give a file name inside it, e.g. {path / 'run'}{suffix}."
     if path.suffix != suffix:
         extra = " (the record is written next to it as .json)" if suffix == ".pt" else ""
         return f"--out {path} must end in {suffix}{extra}."
-    if path.is_dir():
-        return f"--out {path} is a folder: give a file name inside it, e.g. {path / 'run'}{suffix}."
     record = path.with_suffix(".json") if suffix == ".pt" else None
     for existing in (path, record):
         if existing is not None and existing.exists() and not force:
