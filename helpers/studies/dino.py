@@ -29,17 +29,18 @@ the main model that way instead. The shipped run took 24 minutes on a busy 2-cor
 from __future__ import annotations
 
 import copy
-import json
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..attention import get_attention
-from ..checkpoint import atomic_write, command_parser, parse_command, save_checkpoint
+from ..checkpoint import claim_output, command_parser, parse_command, save_checkpoint
 from ..data import ShapesDataset
 from ..model import (
     VisionTransformer,
@@ -51,11 +52,50 @@ from ..model import (
 )
 from ..probes import fit_probe, probe_accuracy
 from ..progress import progress_bar
-from ..runtime import model_device, provenance, seed_everything
+from ..runtime import (
+    check_loss,
+    check_seed,
+    model_device,
+    provenance,
+    require_finite,
+    seed_everything,
+)
 
 # Caron et al. 2021: Jaccard (%) of the 60%-mass masks of the last layer's CLS attention with
 # the object masks of PASCAL VOC12 (val), ViT-S/16 trained with DINO or with labels
 PAPER_JACCARD = {"DINO ViT-S/16": 45.9, "supervised ViT-S/16": 27.3}
+
+MAX_CROP_FACTOR = 4  # a view may be at most 4x the image's side (more is surely a typo)
+
+
+def _real(value, name: str) -> float:
+    """`value` as a finite float, or a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def _check_scale(scale, name: str = "scale") -> tuple[float, float]:
+    """A share of the image area (lo, hi) with 0 < lo <= hi <= 1, or a ValueError."""
+    if isinstance(scale, (str, bytes)) or not hasattr(scale, "__len__") or len(scale) != 2:
+        raise ValueError(
+            f"{name} must be a pair (low, high) of area shares, e.g. (0.4, 1.0), got {scale!r}."
+        )
+    lo, hi = (_real(v, name) for v in scale)
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(
+            f"{name} must be (low, high) with 0 < low <= high <= 1, got {tuple(scale)!r}: "
+            "low and high are shares of the image area, e.g. (0.4, 1.0)."
+        )
+    return lo, hi
+
+
+def _check_temp(value, name: str) -> None:
+    if _real(value, name) <= 0:
+        raise ValueError(
+            f"{name} must be > 0 (a softmax temperature divides the scores), got {value!r}: "
+            "DINO uses 0.1 for the student and 0.04 for the teacher."
+        )
 
 
 @dataclass(frozen=True)
@@ -98,16 +138,24 @@ class DINOConfig:
             raise ValueError(f"local_crops must be a whole number >= 0, got {self.local_crops!r}.")
         if self.local_crops < 0:
             raise ValueError(f"local_crops must be a whole number >= 0, got {self.local_crops!r}.")
+        for name in ("warmup_steps", "freeze_last_layer"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {v!r}.")
+        check_count(self.local_size, "local_size")
         for name in ("student_temp", "teacher_temp", "warmup_teacher_temp", "lr"):
-            if not getattr(self, name) > 0:
+            if not _real(getattr(self, name), name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
-        for name in ("center_momentum", "teacher_momentum"):
-            if not 0 <= getattr(self, name) <= 1:
+        for name in ("min_lr", "weight_decay", "weight_decay_end", "clip_grad", "hue_jitter"):
+            if _real(getattr(self, name), name) < 0:
+                fix = " (0: no clipping)" if name == "clip_grad" else ""
+                raise ValueError(f"{name} must be >= 0{fix}, got {getattr(self, name)!r}.")
+        for name in ("center_momentum", "teacher_momentum", "grey_p", "brightness"):
+            if not 0 <= _real(getattr(self, name), name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}.")
         for name in ("global_scale", "local_scale"):
-            lo, hi = getattr(self, name)
-            if not 0 < lo <= hi <= 1:
-                raise ValueError(f"{name} must be (low, high) with 0 < low <= high <= 1.")
+            _check_scale(getattr(self, name), name)
+        check_seed(self.seed)
 
 
 # --------------------------------------------------------------------------------------
@@ -120,8 +168,40 @@ def random_resized_crop(x: torch.Tensor, size: int, scale=(0.4, 1.0), ratio=(3 /
     size x size with bilinear sampling, flipped left-right half of the time: (B, C, s, s).
 
     One batched affine resampling (F.affine_grid + F.grid_sample) for all images; the crop
-    boxes are drawn from torch's global generator.
+    boxes are drawn from torch's global generator. uint8 images (0..255) are scaled to
+    [0, 1] first; the size may be at most MAX_CROP_FACTOR times the image's side.
     """
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"images must be a tensor (N, C, H, W), got {type(x).__name__}.")
+    if x.ndim == 3:
+        raise ValueError(
+            f"expected a batch of images (N, C, H, W), got one image {tuple(x.shape)}: "
+            "pass x[None] (a batch of one) and take [0] of the result."
+        )
+    if x.ndim != 4:
+        raise ValueError(f"expected images (N, C, H, W), got shape {tuple(x.shape)}.")
+    if len(x) == 0:
+        raise ValueError("no images: pass a batch (N, C, H, W) with N >= 1.")
+    if x.dtype == torch.uint8:
+        x = as_images(x)
+    elif not x.is_floating_point():
+        raise TypeError(
+            f"images must be float (or uint8 in 0..255), got {x.dtype}: convert with x.float()."
+        )
+    check_count(size, "size")
+    side = max(x.shape[-2:])
+    if size > MAX_CROP_FACTOR * side:
+        raise ValueError(
+            f"size={size} is more than {MAX_CROP_FACTOR}x the images' side ({side}): a view "
+            f"is resized to size x size; pick a size up to {MAX_CROP_FACTOR * side} (e.g. {side})."
+        )
+    scale = _check_scale(scale, "scale")
+    if isinstance(ratio, (str, bytes)) or not hasattr(ratio, "__len__") or len(ratio) != 2:
+        raise ValueError(f"ratio must be a pair (low, high) of aspect ratios, got {ratio!r}.")
+    if not 0 < _real(ratio[0], "ratio") <= _real(ratio[1], "ratio"):
+        raise ValueError(f"ratio must be (low, high) with 0 < low <= high, got {tuple(ratio)!r}.")
     B = len(x)
     area = torch.empty(B).uniform_(*scale)
     log_r = torch.empty(B).uniform_(math.log(ratio[0]), math.log(ratio[1]))
@@ -163,6 +243,8 @@ def multi_crop(x: torch.Tensor, cfg: DINOConfig) -> list[torch.Tensor]:
     x = as_images(x)
     if x.ndim != 4:
         raise ValueError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}.")
+    if len(x) == 0:
+        raise ValueError("no images: multi_crop needs a batch (B, C, H, W) with B >= 1.")
     size = x.shape[-1]
 
     def jitter(v):
@@ -279,6 +361,8 @@ def dino_loss(
     teacher_out: (2 * B, K), the teacher's scores on the two global views; center: (K,).
     The teacher's side is a constant (detached): gradients reach the student only.
     """
+    _check_temp(student_temp, "student_temp")
+    _check_temp(teacher_temp, "teacher_temp")
     if (
         teacher_out.ndim != 2
         or student_out.ndim != 2
@@ -313,6 +397,11 @@ def dino_loss(
 @torch.no_grad()
 def update_center(center: torch.Tensor, teacher_out: torch.Tensor, momentum: float = 0.9):
     """center <- m * center + (1 - m) * mean of the teacher's scores over the batch (K,)."""
+    if not 0 <= _real(momentum, "momentum") <= 1:
+        raise ValueError(
+            f"momentum must lie in [0, 1] (1: the center stays, 0: the batch mean), got "
+            f"{momentum!r}; DINO uses 0.9."
+        )
     return center * momentum + teacher_out.mean(0) * (1 - momentum)
 
 
@@ -438,6 +527,7 @@ def train_dino(
             t_out = teacher(views[:2])  # (2B, K): the teacher sees the global views only
         s_out = student(views)  # (V * B, K)
         loss = dino_loss(s_out, t_out, center, cfg.student_temp, sch["teacher_temp"])
+        check_loss(loss, step + 1, sch["lr"])  # before the step: no weight is spoiled
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad:
@@ -487,10 +577,16 @@ def knn_predict(
     test_feats,
     k: int = 20,
     temperature: float = 0.07,
-    num_classes: int = 6,
+    num_classes: int | None = None,
 ):
     """DINO's weighted k-NN classifier: cosine similarity to the bank of train features, the
-    k nearest vote with weight exp(similarity / temperature); returns classes (M,)."""
+    k nearest vote with weight exp(similarity / temperature); returns classes (M,).
+    num_classes None: max train label + 1 (any number of classes)."""
+    train_feats = require_finite(train_feats, "train_feats")
+    test_feats = require_finite(test_feats, "test_feats")
+    train_labels = _labels(train_labels, "train_labels")
+    if not _real(temperature, "temperature") > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}; DINO uses 0.07.")
     if train_feats.ndim != 2 or test_feats.ndim != 2 or train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError("train and test features must be (N, D) and (M, D) with the same D.")
     if len(train_labels) != len(train_feats):
@@ -498,6 +594,17 @@ def knn_predict(
     check_count(k, "k")
     if k > len(train_feats):
         raise ValueError(f"k={k} is larger than the {len(train_feats)} train features.")
+    if len(test_feats) == 0 or len(train_feats) == 0:
+        raise ValueError("no features: pass at least one train and one test feature.")
+    needed = int(train_labels.max()) + 1
+    if num_classes is None:
+        num_classes = needed
+    check_count(num_classes, "num_classes")
+    if num_classes < needed:
+        raise ValueError(
+            f"num_classes={num_classes} but a train label is {needed - 1}: pass num_classes >= "
+            f"{needed}, or None to count the classes from the labels."
+        )
     a, b = F.normalize(train_feats.float(), dim=1), F.normalize(test_feats.float(), dim=1)
     sim, idx = (b @ a.T).topk(k, dim=1)  # (M, k)
     votes = torch.zeros(len(b), num_classes).scatter_add_(
@@ -506,15 +613,42 @@ def knn_predict(
     return votes.argmax(1)
 
 
+def _labels(labels, name: str) -> torch.Tensor:
+    """Class labels as a 1-D long tensor of whole numbers >= 0 (numpy and lists converted)."""
+    t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    if t.ndim != 1 or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(
+            f"{name} must be a 1-D array of whole-number class indices, got dtype {t.dtype} "
+            f"and shape {tuple(t.shape)}."
+        )
+    if len(t) and int(t.min()) < 0:
+        raise ValueError(f"{name} must be class indices >= 0, got {int(t.min())}.")
+    return t.long()
+
+
 def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int = 20) -> float:
-    """Accuracy of `knn_predict` (k nearest, temperature 0.07, as DINO's evaluation)."""
-    pred = knn_predict(train_feats, torch.as_tensor(train_labels), test_feats, k)
-    return (pred == torch.as_tensor(test_labels)).double().mean().item()
+    """Accuracy of `knn_predict` (k nearest, temperature 0.07, as DINO's evaluation); the
+    number of classes is counted from the labels (max label + 1 over train and test)."""
+    train_labels = _labels(train_labels, "train_labels")
+    test_labels = _labels(test_labels, "test_labels")
+    if len(test_labels) != len(test_feats):
+        raise ValueError(f"{len(test_feats)} test features but {len(test_labels)} labels.")
+    if len(train_labels) == 0 or len(test_labels) == 0:
+        raise ValueError("no labels: pass at least one train and one test image.")
+    n = int(max(train_labels.max(), test_labels.max())) + 1
+    pred = knn_predict(train_feats, train_labels, test_feats, k, num_classes=n)
+    return (pred == test_labels).double().mean().item()
 
 
 def linear_probe_accuracy(train_feats, train_labels, test_feats, test_labels) -> float:
-    """A logistic regression on the frozen features (helpers.probes.fit_probe), test accuracy."""
-    probe = fit_probe(train_feats, train_labels, num_classes=6)
+    """A logistic regression on the frozen features (helpers.probes.fit_probe), test accuracy;
+    the number of classes is counted from the labels (max label + 1 over train and test)."""
+    train_labels = _labels(train_labels, "train_labels")
+    test_labels = _labels(test_labels, "test_labels")
+    if len(train_labels) == 0 or len(test_labels) == 0:
+        raise ValueError("no labels: pass at least one train and one test image.")
+    n = int(max(train_labels.max(), test_labels.max())) + 1
+    probe = fit_probe(train_feats, train_labels, num_classes=n)
     return probe_accuracy(probe, test_feats, test_labels)
 
 
@@ -537,9 +671,18 @@ def attention_jaccard(
     """The paper's mask test: for each head of the last layer, the CLS row over the patches,
     thresholded to keep `keep` of its mass, upsampled to pixels (each patch -> P x P), and
     its Jaccard index (intersection over union) with the object mask. Returns (heads,),
-    the mean over images, for each head."""
+    the mean over images, for each head. numpy images and masks are converted."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if isinstance(masks, np.ndarray):
+        masks = torch.from_numpy(np.ascontiguousarray(masks))
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError("images must be a (N, C, H, W) tensor, float in [0, 1] or uint8.")
+    if len(images) == 0:
+        raise ValueError("no images: pass at least one image (N >= 1) and its mask.")
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(f"masks must be a tensor (N, H, W), got {type(masks).__name__}.")
+    check_count(batch_size)
     if masks.shape != (len(images), *images.shape[-2:]):
         raise ValueError(
             f"masks must be (N, H, W) = ({len(images)}, {images.shape[-2]}, {images.shape[-1]})."
@@ -621,8 +764,18 @@ def main(argv=None) -> dict:
         cfg = DINOConfig(
             steps=a.steps, seed=a.seed, centering=not a.no_centering, sharpening=not a.no_sharpening
         )
+        if a.collapse_steps:
+            for over in COLLAPSE_RUNS.values():
+                replace(cfg, steps=a.collapse_steps, **over)  # checked now, not after training
     except ValueError as e:
         p.error(str(e))
+    # Every check is above: from here --out is held, and a diverged run writes nothing.
+    with claim_output(out, p):
+        return _run(a, argv, out, cfg)
+
+
+def _run(a, argv, out, cfg: DINOConfig) -> dict:
+    """The work of `main`, once every argument is checked and --out is claimed."""
     t0 = time.perf_counter()
     train_ds = ShapesDataset("train")
     bank = ShapesDataset("train", n=BANK_SIZE)
@@ -664,8 +817,7 @@ def main(argv=None) -> dict:
         "dataset": "shapes-in-clutter (helpers.data), seed 0: 20k train images without labels",
         **provenance("helpers.studies.dino", argv),
     }
-    save_checkpoint(teacher.backbone, out, meta)
-    atomic_write(out.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
+    save_checkpoint(teacher.backbone, out, meta, record=True)  # .pt and .json in one write
     print(
         f"k-NN {scores['knn']:.4f}, probe {scores['linear_probe']:.4f}, Jaccard best head "
         f"{scores['jaccard_best_head']:.4f} ({meta['seconds']:.0f} s) -> {out}"
