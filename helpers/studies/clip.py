@@ -20,10 +20,10 @@ token, trained so that a picture and its caption land close together in a shared
 
 from __future__ import annotations
 
-import json
 import math
+import string
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write, command_parser, load_payload, parse_command, save_model
+from ..checkpoint import (
+    build_model,
+    claim_output,
+    command_parser,
+    parse_command,
+    read_model_file,
+    save_model,
+)
 from ..data import CLASSES, COLOUR_NAMES, ShapesDataset
 from ..model import (
     Block,
@@ -43,7 +50,7 @@ from ..model import (
 )
 from ..paths import DATA_DIR, data_file
 from ..progress import progress_bar
-from ..runtime import model_device, provenance, seed_everything
+from ..runtime import check_loss, model_device, provenance, require_finite, seed_everything
 from ..train import lr_at
 
 FORMAT = "inside-the-cls-token/clip-lite"
@@ -74,15 +81,33 @@ def position_cell(cx, cy, size: int = 32):
     return third(cy) * 3 + third(cx)
 
 
+def _index(value, n: int, name: str, names=None) -> int:
+    """`value` as an int in 0 .. n - 1, or an error naming the range (and the names)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+            value = value.item()
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number in 0 .. {n - 1}, got {value!r}.")
+    if not 0 <= value < n:
+        which = f" ({', '.join(f'{i}: {w}' for i, w in enumerate(names))})" if names else ""
+        raise ValueError(f"{name}={value} is out of range: it must be 0 .. {n - 1}{which}.")
+    return int(value)
+
+
 def place(cell: int) -> str:
     """Words for a cell: "top left", "middle right", "bottom centre"; the middle one "centre"."""
-    row, col = divmod(int(cell), 3)
+    cells = [f"{r} {c}" for r in ROWS for c in COLS]
+    row, col = divmod(_index(cell, NUM_CELLS, "cell (row * 3 + col of the 3x3 grid)", cells), 3)
     return "centre" if (row, col) == (1, 1) else f"{ROWS[row]} {COLS[col]}"
 
 
 def caption(shape: int, colour: int, cell: int) -> str:
     """'a {colour} {shape} in the {place}', e.g. caption(4, 0, 0) = 'a red ring in the top left'."""
-    return f"a {COLOUR_NAMES[int(colour)]} {CLASSES[int(shape)]} in the {place(cell)}"
+    shape = _index(shape, len(CLASSES), "shape", CLASSES)
+    colour = _index(colour, len(COLOUR_NAMES), "colour", COLOUR_NAMES)
+    return f"a {COLOUR_NAMES[colour]} {CLASSES[shape]} in the {place(cell)}"
 
 
 def caption_id(shape, colour, cell):
@@ -133,13 +158,26 @@ def encode(texts, context_length: int = CONTEXT_LENGTH, unknown: str = "error") 
     """
     if isinstance(texts, str):
         texts = [texts]
+    if texts is None or isinstance(texts, (bytes, torch.Tensor)) or not hasattr(texts, "__iter__"):
+        raise TypeError(
+            f"texts must be a string or a list of strings, got {type(texts).__name__} "
+            '(e.g. encode("a red ring") or encode(["a ring", "a blue disk"])).'
+        )
     if unknown not in ("error", "unk"):
         raise ValueError(f'unknown={unknown!r}: choose "error" or "unk".')
     rows = []
     for text in texts:
         if not isinstance(text, str):
-            raise TypeError(f"texts must be strings, got {type(text).__name__}.")
+            raise TypeError(
+                f"texts must be strings, got {type(text).__name__} ({text!r}): pass captions "
+                'such as "a red ring in the top left".'
+            )
         words = text.lower().split()
+        if not words:
+            raise ValueError(
+                f"{text!r} is an empty text: it would be [CLS] alone, the same embedding for "
+                'every empty caption; pass words, e.g. "a red ring".'
+            )
         bad = [w for w in words if w not in WORD_ID or w in (PAD, CLS)]
         if bad and unknown == "error":
             raise ValueError(
@@ -161,8 +199,18 @@ def encode(texts, context_length: int = CONTEXT_LENGTH, unknown: str = "error") 
 def decode(ids) -> list[str]:
     """Token ids (B, T) -> texts, without [CLS] and [PAD] (the inverse of encode)."""
     ids = torch.as_tensor(ids)
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TypeError(f"ids must be whole numbers (token ids from encode), got {ids.dtype}.")
     if ids.ndim == 1:
         ids = ids[None]
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be (T,) or (B, T), got shape {tuple(ids.shape)}.")
+    if ids.numel() and (ids.min() < 0 or ids.max() >= len(VOCAB)):
+        bad = sorted({i for i in ids.flatten().tolist() if not 0 <= i < len(VOCAB)})
+        raise ValueError(
+            f"token ids {bad[:5]} are not in the vocabulary: ids must be 0 .. {len(VOCAB) - 1} "
+            "(make them with helpers.studies.clip.encode)."
+        )
     return [" ".join(VOCAB[i] for i in row.tolist() if i not in (PAD_ID, CLS_ID)) for row in ids]
 
 
@@ -345,8 +393,31 @@ class ClipTrainConfig:
                 f"batch_size={self.batch_size}: a batch holds each caption at most once, and "
                 f"there are {len(ALL_CAPTIONS)} distinct captions."
             )
-        if not (self.lr > 0 and self.weight_decay >= 0 and self.warmup_steps >= 0):
-            raise ValueError("lr must be > 0, weight_decay and warmup_steps >= 0.")
+        if self.batch_size == 1:
+            raise ValueError(
+                "batch_size=1: with one pair in a batch the contrastive loss is exactly 0 (the "
+                "only text is the right one; there are no negatives to push away), so nothing "
+                "is learned; use batch_size >= 2 (the default is 128)."
+            )
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}.")
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"{name}={value} is not a finite number: the series trains at lr 1e-3, "
+                    "weight_decay 0.05."
+                )
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0 (the default is 1e-3), got {self.lr}.")
+        if self.weight_decay < 0:
+            raise ValueError(
+                f"weight_decay must be >= 0 (the default is 0.05), got {self.weight_decay}."
+            )
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
+            raise ValueError(f"warmup_steps must be a whole number, got {self.warmup_steps!r}.")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}.")
 
 
 def caption_batches(caption_ids: torch.Tensor, batch_size: int, steps: int, seed: int = 0):
@@ -398,19 +469,21 @@ def train_clip(
     for step, idx in zip(range(steps), batches):
         x = dataset.batch(idx)[0].to(device)  # (B, 3, 32, 32)
         ids = tokens[labels[idx].to(device)]  # (B, T): each image's own caption
+        lr = lr_at(step, cfg.steps, cfg)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.steps, cfg)
+            group["lr"] = lr
         loss = model(x, ids)
+        value = check_loss(loss, step + 1, lr)  # Diverged before the step spoils the weights
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-        hist["step_loss"].append(loss.item())
+        hist["step_loss"].append(value)
         hist["logit_scale"].append(model.logit_scale.item())
         bar.update(1)
         if (step + 1) % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            bar.set_postfix(loss=f"{value:.3f}", refresh=False)
     bar.close()
     model.eval()
     hist["seconds"] = time.perf_counter() - start
@@ -424,7 +497,25 @@ def train_clip(
 
 @torch.no_grad()
 def image_embeddings(model: CLIPLite, images, batch_size: int = 500) -> torch.Tensor:
-    """Unit-length image embeddings (N, E), on the CPU."""
+    """Unit-length image embeddings (N, E), on the CPU. images: (N, 3, H, W) floats in
+    [0, 1], a tensor or a numpy array."""
+    check_count(batch_size, "batch_size")
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"images must be a tensor or numpy array (N, 3, H, W), got {type(images).__name__}."
+        )
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images are {images.dtype}: pass floats in [0, 1], e.g. images.float() / 255 "
+            "for uint8 pixels."
+        )
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(
+            f"images must be (N, 3, H, W) with N >= 1, got shape {tuple(images.shape)} (one "
+            "image: images[None])."
+        )
     model.eval()
     device = model_device(model)
     return torch.cat([model.encode_image(x.to(device)).cpu() for x in images.split(batch_size)])
@@ -440,9 +531,22 @@ def text_embeddings(model: CLIPLite, texts) -> torch.Tensor:
 def shape_prompts(template: str = "ensemble") -> list[list[str]]:
     """Prompts per shape class: "ensemble" = every caption of that shape (6 colours x 9
     places = 54), or a template with {shape}, e.g. "a {shape}"."""
+    if not isinstance(template, str):
+        raise TypeError(f'template must be a string such as "a {{shape}}", got {template!r}.')
     if template == "ensemble":
         return [[c for c in ALL_CAPTIONS if c.split()[2] == s] for s in CLASSES]
-    if "{shape}" not in template:
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        raise ValueError(f"template {template!r} is not a valid format string ({e}).") from None
+    others = sorted(names - {"shape"})
+    if others:
+        raise ValueError(
+            f"template {template!r} has the field(s) {{{'}, {'.join(others)}}}: the only "
+            'field allowed is {shape} (one prompt per shape class), e.g. "a {shape}"; or use '
+            '"ensemble" for every caption of each shape.'
+        )
+    if "shape" not in names:
         raise ValueError(f'template {template!r} needs "{{shape}}", or use "ensemble".')
     return [[template.format(shape=s)] for s in CLASSES]
 
@@ -458,6 +562,7 @@ def zero_shot_weights(model: CLIPLite, prompts: list[list[str]]) -> torch.Tensor
 def recall_at_k(sim: torch.Tensor, ks=(1, 5)) -> dict[int, float]:
     """For a square similarity (N queries, N candidates) whose diagonal holds the right
     answers: the share of queries with their answer among the top k."""
+    sim = require_finite(sim, "sim (the similarities)")
     if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
         raise ValueError(f"sim must be square (N, N), got {tuple(sim.shape)}.")
     right = sim.diagonal()[:, None]
@@ -503,8 +608,10 @@ def evaluate_clip(model: CLIPLite, dataset) -> dict:
 # --------------------------------------------------------------------------------------
 
 
-def save_clip(model: CLIPLite, path, meta: dict | None = None) -> Path:
-    return save_model(model, path, FORMAT, asdict(model.cfg), meta)
+def save_clip(model: CLIPLite, path, meta: dict | None = None, record: bool = False) -> Path:
+    """Write the model (config, weights, meta) to `path` atomically; record=True also writes
+    meta as the .json record beside it, in the same write. Non-finite weights are refused."""
+    return save_model(model, path, FORMAT, asdict(model.cfg), meta, record, version=1)
 
 
 def load_clip(path=None, device="cpu") -> tuple[CLIPLite, dict]:
@@ -519,12 +626,17 @@ def load_clip(path=None, device="cpu") -> tuple[CLIPLite, dict]:
                 "the shipped one with `git checkout -- data/`."
             ) from None
     path = Path(path)
-    payload = load_payload(path, "CLIP-lite checkpoint", f"rebuild it with `{COMMAND}`")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a CLIP-lite checkpoint of this project (save_clip).")
-    model = CLIPLite(ClipConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload["meta"]
+    payload = read_model_file(
+        path,
+        FORMAT,
+        "CLIP-lite checkpoint",
+        f"rebuild it with `{COMMAND}` (or save the model with helpers.studies.clip.save_clip)",
+        [f.name for f in fields(ClipConfig)],
+    )
+    # Built on the meta device first: a file asking for a huge model, or whose weights do not
+    # fit its config, is refused before anything is allocated.
+    model = build_model(payload, lambda c: CLIPLite(ClipConfig(**c)), path, device)
+    return model, payload["meta"]
 
 
 def main(argv=None) -> dict:
@@ -541,29 +653,29 @@ def main(argv=None) -> dict:
         tcfg = ClipTrainConfig(**{k: getattr(a, k) for k in asdict(ClipTrainConfig())})
     except ValueError as e:
         p.error(str(e))
-    train_ds, test_ds = ShapesDataset("train"), ShapesDataset("test")
-    seed_everything(tcfg.seed)
-    model = CLIPLite()
-    hist = train_clip(model, train_ds, tcfg)
-    scores = evaluate_clip(model, test_ds)
-    meta = {
-        "scores": scores,
-        "train_seconds": round(hist["seconds"], 1),
-        "final_logit_scale": round(model.logit_scale.exp().item(), 3),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "config": asdict(model.cfg),
-        "train_config": asdict(tcfg),
-        "batches": "each batch holds batch_size distinct captions, one random image of each "
-        "(helpers.studies.clip.caption_batches): no false negatives in the loss",
-        "dataset": "shapes-in-clutter (helpers.data), seed 0: 20k train images with their "
-        "captions; scored on the 2k test images",
-        **provenance("helpers.studies.clip", argv),
-        "step_loss": hist["step_loss"],
-    }
-    save_clip(model, out, meta)
-    atomic_write(out.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
-    print(f"{scores} ({meta['train_seconds']:.0f} s) -> {out}")
-    return meta
+    with claim_output(out, p):  # held from here; a diverged run exits 1, writing nothing
+        train_ds, test_ds = ShapesDataset("train"), ShapesDataset("test")
+        seed_everything(tcfg.seed)
+        model = CLIPLite()
+        hist = train_clip(model, train_ds, tcfg)
+        scores = evaluate_clip(model, test_ds)
+        meta = {
+            "scores": scores,
+            "train_seconds": round(hist["seconds"], 1),
+            "final_logit_scale": round(model.logit_scale.exp().item(), 3),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "config": asdict(model.cfg),
+            "train_config": asdict(tcfg),
+            "batches": "each batch holds batch_size distinct captions, one random image of each "
+            "(helpers.studies.clip.caption_batches): no false negatives in the loss",
+            "dataset": "shapes-in-clutter (helpers.data), seed 0: 20k train images with their "
+            "captions; scored on the 2k test images",
+            **provenance("helpers.studies.clip", argv),
+            "step_loss": hist["step_loss"],
+        }
+        save_clip(model, out, meta, record=True)  # the .pt and its .json record, one write
+        print(f"{scores} ({meta['train_seconds']:.0f} s) -> {out}")
+        return meta
 
 
 if __name__ == "__main__":
