@@ -21,7 +21,6 @@ Every model and loss here trains with helpers.train.train (through its `loss_fn`
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,11 +29,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import (
-    atomic_write,
+    build_model,
+    claim_output,
     command_parser,
-    load_payload,
     parse_command,
     read_checkpoint,
+    read_model_file,
     save_checkpoint,
     save_model,
 )
@@ -197,36 +197,50 @@ class SmallCNN(nn.Module):
         return self.head(x.mean(dim=(2, 3)))  # (B, classes)
 
 
-def save_cnn(model: SmallCNN, path, meta: dict | None = None) -> Path:
-    return save_model(model, path, CNN_FORMAT, dict(model.config), meta)
+def save_cnn(model: SmallCNN, path, meta: dict | None = None, record: bool = False) -> Path:
+    """Write the teacher (config, weights, meta) to `path` atomically; record=True also
+    writes meta as the .json record beside it, in the same write (both new, or both old)."""
+    return save_model(model, path, CNN_FORMAT, dict(model.config), meta, record)
+
+
+CNN_FIELDS = ("in_chans", "num_classes", "width")
+
+
+def _build_cnn(config: dict) -> SmallCNN:
+    for k, v in config.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{k} must be a whole number >= 1, got {v!r}")
+    return SmallCNN(**config)
 
 
 def load_cnn(path, device="cpu") -> tuple[SmallCNN, dict]:
-    """The teacher saved by `save_cnn`, in eval mode, and its meta."""
+    """The teacher saved by `save_cnn`, in eval mode, and its meta. The file is checked
+    first (format, version, config, weights' names and shapes, built on the meta device),
+    so another kind of file is refused with the loader it needs."""
     path = Path(path)
-    payload = load_payload(
+    payload = read_model_file(
         path,
+        CNN_FORMAT,
         "CNN teacher",
         f"rebuild it with `python -m helpers.studies.distill teacher --out {path}`",
+        CNN_FIELDS,
     )
-    if not isinstance(payload, dict) or payload.get("format") != CNN_FORMAT:
-        raise ValueError(f"{path} is not a CNN teacher of this project (saved by save_cnn).")
-    model = SmallCNN(**payload["config"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload["meta"]
+    model = build_model(payload, _build_cnn, path, device)
+    return model, payload["meta"]
 
 
 def load_distilled(path, device="cpu") -> tuple[DistilledViT, dict]:
-    """A DistilledViT checkpoint (saved by helpers.checkpoint.save_checkpoint), in eval mode."""
+    """A DistilledViT checkpoint (saved by helpers.checkpoint.save_checkpoint), in eval mode.
+    Checked as every checkpoint (helpers.checkpoint.read_checkpoint), then built on the meta
+    device and filled with the file's weights (names and shapes checked)."""
     payload = read_checkpoint(path)
     if "dist_token" not in payload["state_dict"]:
         raise ValueError(
             f"{path} holds a ViT without a distillation token: load it with "
-            "helpers.checkpoint.load_checkpoint."
+            f"helpers.checkpoint.load_checkpoint({str(path)!r})."
         )
-    model = DistilledViT(ViTConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload["meta"]
+    model = build_model(payload, lambda c: DistilledViT(ViTConfig(**c)), path, device)
+    return model, payload["meta"]
 
 
 # The commands that made notebook 06's shipped files (each writes a .json record beside it).
@@ -321,12 +335,34 @@ def main(argv=None) -> dict:
     a, out = parse_command(p, argv, ".pt")
     if a.reg_tokens < 0 or a.depth < 1:
         p.error("--reg-tokens must be >= 0, --depth >= 1.")
-    if a.kind == "student" and not Path(a.teacher).is_file():
-        p.error(f"no teacher at {a.teacher}: train it first with `... teacher --out {a.teacher}`.")
+    teacher = tmeta = None
+    if a.kind == "student":  # the teacher is checked before any data are made
+        teacher_path = Path(a.teacher)
+        if not teacher_path.is_file():
+            p.error(
+                f"no teacher at {a.teacher}: train it first with "
+                f"`python -m helpers.studies.distill teacher --out {a.teacher}`."
+            )
+        try:
+            teacher, tmeta = load_cnn(teacher_path)
+        except ValueError as e:
+            p.error(f"--teacher {a.teacher} is not a CNN teacher: {e}")
     try:
         tcfg = TrainConfig(epochs=a.epochs, seed=a.seed)
     except ValueError as e:
         p.error(str(e))
+    with claim_output(out, p):  # held from here: a second run to the same --out is refused
+        model, meta = _run(a, tcfg, teacher, tmeta, argv)
+        if a.kind == "teacher":
+            save_cnn(model, out, meta, record=True)
+        else:
+            save_checkpoint(model, out, meta, record=True)
+    print(f"test accuracy {meta['test_accuracy']:.4f} ({meta['train_seconds']:.0f} s) -> {out}")
+    return meta
+
+
+def _run(a, tcfg: TrainConfig, teacher, tmeta, argv) -> tuple[nn.Module, dict]:
+    """Train the model `a.kind` asks for: (the model, its meta)."""
     seed_everything(a.seed)
     train_ds, val_ds, test_ds = (ShapesDataset(s) for s in ("train", "val", "test"))
     meta = {}
@@ -339,7 +375,10 @@ def main(argv=None) -> dict:
         hist = train(model, train_ds, val_ds, tcfg, loss_fn=plain_loss)
         meta["test_accuracy"] = round(evaluate(model, test_ds), 4)
     else:
-        teacher, tmeta = load_cnn(a.teacher)
+        # The teacher was loaded (on the meta device: no random draws) before the seed was
+        # set; a throwaway teacher takes the draws that building it here used to take, so
+        # the student starts from the same weights as the shipped file's.
+        SmallCNN(**teacher.config)
         model = DistilledViT(depth=a.depth)
         hist = train(model, train_ds, val_ds, tcfg, loss_fn=distillation_loss_fn(teacher))
         heads = evaluate_heads(model, test_ds)
@@ -359,13 +398,7 @@ def main(argv=None) -> dict:
             **provenance("helpers.studies.distill", argv),
         }
     )
-    if a.kind == "teacher":
-        save_cnn(model, out, meta)
-    else:
-        save_checkpoint(model, out, meta)
-    atomic_write(out.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
-    print(f"test accuracy {meta['test_accuracy']:.4f} ({meta['train_seconds']:.0f} s) -> {out}")
-    return meta
+    return model, meta
 
 
 if __name__ == "__main__":

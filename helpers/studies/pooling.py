@@ -24,7 +24,7 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..checkpoint import atomic_write, command_parser, parse_command
+from ..checkpoint import atomic_write, claim_output, command_parser, parse_command
 from ..data import ShapesDataset
 from ..model import ViTConfig
 from ..paths import data_file
@@ -121,17 +121,18 @@ def main(argv=None) -> dict:
     for name in ("seeds", "lag_seeds"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}.")
-    runs = run_study(tuple(range(a.seeds)), tuple(range(a.lag_seeds)))
-    record = {
-        **provenance("helpers.studies.pooling", argv),
-        "model": MAIN,
-        "budget": asdict(BUDGET),
-        "n_train": N_TRAIN,
-        "eval": "accuracy on the 2 000 validation images",
-        "lag_budgets": {k: asdict(v) for k, v in LAG_BUDGETS.items()},
-        **runs,
-    }
-    atomic_write(out, (json.dumps(record, indent=1) + "\n").encode())
+    with claim_output(out, p):  # held from here: a second run to the same --out is refused
+        runs = run_study(tuple(range(a.seeds)), tuple(range(a.lag_seeds)))
+        record = {
+            **provenance("helpers.studies.pooling", argv),
+            "model": MAIN,
+            "budget": asdict(BUDGET),
+            "n_train": N_TRAIN,
+            "eval": "accuracy on the 2 000 validation images",
+            "lag_budgets": {k: asdict(v) for k, v in LAG_BUDGETS.items()},
+            **runs,
+        }
+        atomic_write(out, (json.dumps(record, indent=1) + "\n").encode())
     n = len(runs["pooling"]) + len(runs["map_lag"])
     print(f"{n} runs -> {out}")
     return record

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write, command_parser, parse_command
+from ..checkpoint import atomic_write, claim_output, command_parser, parse_command
 from ..data import ShapesDataset
 from ..model import VisionTransformer, ViTConfig, adapt_to_image_size
 from ..paths import data_file
@@ -134,17 +134,18 @@ def main(argv=None) -> dict:
     a, out = parse_command(p, argv, ".json")
     if a.seeds < 1:
         p.error(f"--seeds must be >= 1, got {a.seeds}.")
-    rows = run_study(tuple(range(a.seeds)))
-    record = {
-        **provenance("helpers.studies.pos_embed", argv),
-        "model": MAIN,
-        "budget": asdict(BUDGET),
-        "n_train": N_TRAIN,
-        "eval": "accuracy on the 2 000 validation images: 32x32, and 48x48 canvas / upscaled",
-        "runs": rows,
-        "check": {**CHECK, "32x32": run_check()},
-    }
-    atomic_write(out, (json.dumps(record, indent=1) + "\n").encode())
+    with claim_output(out, p):  # held from here: a second run to the same --out is refused
+        rows = run_study(tuple(range(a.seeds)))
+        record = {
+            **provenance("helpers.studies.pos_embed", argv),
+            "model": MAIN,
+            "budget": asdict(BUDGET),
+            "n_train": N_TRAIN,
+            "eval": "accuracy on the 2 000 validation images: 32x32, and 48x48 canvas / upscaled",
+            "runs": rows,
+            "check": {**CHECK, "32x32": run_check()},
+        }
+        atomic_write(out, (json.dumps(record, indent=1) + "\n").encode())
     print(f"{len(rows)} runs -> {out}")
     return record
 

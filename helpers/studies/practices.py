@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from ..attention import patch_mask
 from ..checkpoint import (
     atomic_write,
+    claim_output,
     command_parser,
     load_checkpoint,
     parse_command,
@@ -585,11 +586,23 @@ def main(argv=None) -> dict:
     bad = [s for s in parts if s not in PARTS]
     if bad or not parts:
         p.error(f"--only takes parts of {','.join(PARTS)}, got {a.only!r}.")
+    if twice := sorted({s for s in parts if parts.count(s) > 1}):
+        p.error(
+            f"--only names {', '.join(twice)} more than once: each part runs once; "
+            f"give each part once (e.g. --only {','.join(dict.fromkeys(parts))})."
+        )
     if a.seeds < 0:
         p.error(f"--seeds must be >= 0, got {a.seeds}.")
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}.")
     seeds = tuple(range(a.seeds)) if a.seeds else None
+    with claim_output(out, p):  # held from here: a second run to the same --out is refused
+        _run_parts(a, argv, out, parts, seeds)
+    print(f"{', '.join(parts)} -> {out}")
+    return load_record(out, parts)
+
+
+def _run_parts(a, argv, out, parts: list, seeds) -> None:
     runs = {}
     # The record is rewritten after every part, so a crash keeps what was done. Each part
     # seeds its own runs: the numbers are the same whatever --jobs is.
@@ -607,8 +620,6 @@ def main(argv=None) -> dict:
                 print(f"{todo[done]} done", flush=True)
                 ordered = {p: runs[p] for p in parts if p in runs}
                 write_record(out, argv, ordered, complete=len(runs) == len(parts))
-    print(f"{', '.join(parts)} -> {out}")
-    return load_record(out, parts)
 
 
 def _worker_init(threads: int) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, replace
 import torch
 import torch.nn as nn
 
-from ..checkpoint import atomic_write, command_parser, parse_command
+from ..checkpoint import atomic_write, claim_output, command_parser, parse_command
 from ..data import ShapesDataset
 from ..model import VisionTransformer, ViTConfig, as_images, count_parameters
 from ..probes import block_states
@@ -242,27 +242,33 @@ def main(argv=None) -> dict:
         "data/patch_vs_cls.json",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    a, _ = parse_command(p, argv, ".json")
+    a, out = parse_command(p, argv, ".json")  # also checks each seed's range
     if len(a.seeds) < 1:
         p.error("give at least one seed.")
-    train_ds = ShapesDataset("train", n=COMPARE_TRAIN.n_train)  # made for this size
-    test_ds = ShapesDataset("test")
-    rows = []
-    runs = [(name, s) for name in COMPARE_CONFIGS for s in a.seeds]
-    for name, seed in progress_bar(iterable=runs, desc="runs", unit="run"):
-        rows += compare_run(name, seed, train_ds, test_ds)
-    summary = summarize_runs(rows)
-    print(format_table(summary))
-    record = {
-        "rows": rows,
-        "summary": summary,
-        "model": COMPARE_MODEL,
-        "train_config": asdict(COMPARE_TRAIN),
-        "dataset": "shapes-in-clutter (helpers.data): "
-        f"ShapesDataset('train', n={COMPARE_TRAIN.n_train}), scored on the 2000 test images",
-        **provenance("helpers.studies.tokens", argv),
-    }
-    atomic_write(a.out, (json.dumps(record, indent=2) + "\n").encode())
+    if twice := sorted({s for s in a.seeds if a.seeds.count(s) > 1}):
+        p.error(
+            f"--seeds gives {', '.join(map(str, twice))} more than once: the same seed is the "
+            f"same run, not another one; give each seed once (e.g. --seeds 0 1 2)."
+        )
+    with claim_output(out, p):  # held from here: a second run to the same --out is refused
+        train_ds = ShapesDataset("train", n=COMPARE_TRAIN.n_train)  # made for this size
+        test_ds = ShapesDataset("test")
+        rows = []
+        runs = [(name, s) for name in COMPARE_CONFIGS for s in a.seeds]
+        for name, seed in progress_bar(iterable=runs, desc="runs", unit="run"):
+            rows += compare_run(name, seed, train_ds, test_ds)
+        summary = summarize_runs(rows)
+        print(format_table(summary))
+        record = {
+            "rows": rows,
+            "summary": summary,
+            "model": COMPARE_MODEL,
+            "train_config": asdict(COMPARE_TRAIN),
+            "dataset": "shapes-in-clutter (helpers.data): "
+            f"ShapesDataset('train', n={COMPARE_TRAIN.n_train}), scored on the 2000 test images",
+            **provenance("helpers.studies.tokens", argv),
+        }
+        atomic_write(out, (json.dumps(record, indent=2) + "\n").encode())
     return record
 
 
