@@ -127,6 +127,8 @@ def generate(
     return images, labels.astype(np.int64), masks, attrs
 
 
+BYTES_PER_IMAGE = 3 * 32 * 32 + 32 * 32  # uint8 image and bool mask, as stored
+MAX_IMAGES = 200_000  # 10x the train split, about 0.8 GB: a bigger n is refused up front
 CHUNK = 5000  # ShapesDataset generates a split this many images at a time, a stream each
 
 
@@ -143,8 +145,17 @@ class ShapesDataset(Dataset):
             raise ValueError(f"split={split!r} is not one of {tuple(SPLITS)}.")
         stream, default_n = SPLITS[split]
         n = default_n if n is None else n
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}.")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(
+                f"n must be a whole number >= 1 (or None: all {default_n}), got {n!r}."
+            )
+        if n > MAX_IMAGES:
+            raise ValueError(
+                f"n={n} images would take about {n * BYTES_PER_IMAGE / 1e9:.3g} GB of memory "
+                f"and long to generate; the limit is {MAX_IMAGES} ({MAX_IMAGES // default_n}x "
+                f"the {split} split's {default_n}). Pass a smaller n, or None for the split."
+            )
+        n = int(n)
         self.split, self.seed = split, seed
         images, labels, masks, attrs = [], [], [], []
         for start in range(0, n, CHUNK):  # in chunks, to keep peak memory small

@@ -42,6 +42,19 @@ LEGACY_NAMES = {
     "dropout": "proj_drop_rate",
     "attn_dropout": "attn_drop_rate",
 }
+# Upper bounds on the sizes, so that a typo is refused before any weight is allocated.
+_BIG = "far beyond what this series trains (a ViT-Huge has embed_dim 1280, depth 32)"
+SIZE_LIMITS = {
+    "img_size": (1024, "images are img_size x img_size pixels, and the series uses 32"),
+    "patch_size": (1024, "a patch cannot be larger than the image"),
+    "in_chans": (64, "images have 3 channels (RGB); 64 is far beyond any image"),
+    "num_classes": (100_000, "the head has one row per class"),
+    "embed_dim": (8192, f"every token is a vector of embed_dim numbers; 8192 is {_BIG}"),
+    "depth": (64, f"every block adds its own attention and MLP weights; 64 blocks is {_BIG}"),
+    "num_heads": (4096, "each head needs at least one of the embed_dim channels"),
+    "reg_tokens": (64, "registers are a handful of extra tokens (Darcet et al. use 4 to 16)"),
+}
+MAX_MLP_RATIO = 64.0
 LEGACY_VALUES = {"global_pool": {"cls": "token", "gap": "avg"}, "pos_embed": {"learned": "learn"}}
 
 
@@ -68,6 +81,7 @@ class ViTConfig:
     cls_init: str = "trunc_normal"  # how the CLS token starts: see init_cls_token
 
     def __post_init__(self):
+        self._check_sizes()
         if self.img_size % self.patch_size != 0:
             raise ValueError(
                 f"img_size={self.img_size} is not divisible by patch_size={self.patch_size}: "
@@ -92,6 +106,41 @@ class ViTConfig:
             raise ValueError(f"pos_embed={self.pos_embed!r} is not one of {POS_EMBEDS}.")
         if self.in_chans < 1 or self.num_classes < 1 or self.reg_tokens < 0:
             raise ValueError("in_chans and num_classes must be >= 1, reg_tokens >= 0.")
+
+    def _check_sizes(self) -> None:
+        """Every size a whole number in a sensible range, checked before any weight exists:
+        a typo such as embed_dim=1000000 would otherwise try to allocate terabytes."""
+        for name, low in (
+            ("img_size", 1),
+            ("patch_size", 1),
+            ("in_chans", 1),
+            ("num_classes", 1),
+            ("embed_dim", 1),
+            ("depth", 1),
+            ("num_heads", 1),
+            ("reg_tokens", 0),
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {v!r}.")
+            high, why = SIZE_LIMITS[name]
+            if v > high:
+                raise ValueError(
+                    f"{name}={v} is above the limit of {high}: {why}. Use a smaller {name} "
+                    f"(the series' model has {name}={getattr(ViTConfig, name)})."
+                )
+        r = self.mlp_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float, np.number)):
+            raise ValueError(f"mlp_ratio must be a number > 0, got {r!r}.")
+        if not (math.isfinite(r) and 0 < r <= MAX_MLP_RATIO):
+            raise ValueError(
+                f"mlp_ratio must be a finite number in (0, {MAX_MLP_RATIO}] (the MLP's hidden "
+                f"width is mlp_ratio * embed_dim; the series uses 2.0, timm 4.0), got {r!r}."
+            )
+        for name in ("drop_rate", "proj_drop_rate", "attn_drop_rate"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v < 1:
+                raise ValueError(f"{name} is a dropout probability in [0, 1), got {v!r}.")
 
     @property
     def grid_size(self) -> int:
@@ -241,6 +290,39 @@ def as_images(x, dtype: torch.dtype = torch.float32) -> torch.Tensor:
                 f"converted for you)."
             )
     return x
+
+
+def as_labels(labels, name: str = "labels", hint: str = "") -> torch.Tensor:
+    """Class indices as an int64 tensor: integer labels of any width (int32, uint8, numpy)
+    are converted; float labels are accepted only when every one is a whole number, since
+    truncating 0.7 or 1.7 to a class would silently train on the wrong targets. `hint` is
+    appended to the message (e.g. "; for a regression, pass a loss_fn")."""
+    if isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(np.ascontiguousarray(labels))
+    try:
+        t = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be a tensor (or array / list) of class indices, got "
+            f"{type(labels).__name__}."
+        ) from None
+    if t.dtype == torch.int64:
+        return t
+    if t.dtype == torch.bool or not (t.is_floating_point() or t.is_complex()):
+        return t.long()
+    if t.is_complex():
+        raise ValueError(f"{name} must be whole class indices 0, 1, 2, ..., got {t.dtype}.")
+    bad = ~torch.isfinite(t) | (t != t.round())
+    if bad.any():
+        first = t[bad][0].item()
+        raise ValueError(
+            f"{name} must be whole class indices 0, 1, 2, ..., but {int(bad.sum())} of "
+            f"{t.numel()} are not (e.g. {first:g}): a float label is not a class, and "
+            f"truncating it would pick a wrong one. Pass the class of each example as an "
+            f"integer tensor (for probabilities or one-hot rows (N, classes): "
+            f"probs.argmax(-1)){hint}."
+        )
+    return t.long()
 
 
 def check_count(value, name: str = "batch_size") -> None:

@@ -28,8 +28,8 @@ from .attention import (
     mean_attention_distance,
     sink_kind,
 )
-from .model import as_images, check_count
-from .runtime import model_device
+from .model import as_images, as_labels, check_count
+from .runtime import model_device, require_finite
 
 FILLS = ("mean", "zero")
 
@@ -86,6 +86,7 @@ def logit_lens(model, states: torch.Tensor) -> torch.Tensor:
             f"states must end in the model's width D = {model.cfg.embed_dim} (e.g. block_states"
             f"(...) of shape (L + 1, B, T, D)), got {got}."
         )
+    require_finite(states, "states")
     device = model_device(model)
     flat = states.reshape(-1, states.shape[-1])
     out = [
@@ -105,6 +106,13 @@ class LinearProbe:
     std: torch.Tensor  # (D,)
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        D = self.weight.shape[1]
+        if not isinstance(features, torch.Tensor) or features.ndim < 1 or features.shape[-1] != D:
+            got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features)
+            raise ValueError(
+                f"this probe was fit on features of width D = {D}, got {got}: apply it to "
+                f"features of the same layer and token kind it was fit on (expected (N, {D}))."
+            )
         x = (features.float() - self.mean) / self.std
         return x @ self.weight.T + self.bias  # (N, classes)
 
@@ -113,7 +121,13 @@ def _check_features(features, labels) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(features, torch.Tensor) or features.ndim != 2:
         got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features)
         raise ValueError(f"features must be a (N, D) tensor, one row per example, got {got}.")
-    labels = torch.as_tensor(labels)
+    require_finite(
+        features,
+        "features",
+        "a probe cannot fit or score them; the model that made them probably diverged "
+        "(retrain it at a lower rate), or drop the rows with torch.isfinite(f).all(1)",
+    )
+    labels = as_labels(labels)
     if labels.shape != (len(features),):
         raise ValueError(
             f"labels must be (N,) = ({len(features)},), one per feature row, got "
@@ -167,6 +181,12 @@ def fit_probe(
 def probe_accuracy(probe: LinearProbe, features: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of examples whose probe prediction is the label."""
     features, labels = _check_features(features, labels)
+    D = probe.weight.shape[1]
+    if features.shape[1] != D:
+        raise ValueError(
+            f"this probe was fit on features of width D = {D}, got D = {features.shape[1]}: "
+            f"score it on features of the same layer and token kind it was fit on."
+        )
     return (probe(features).argmax(-1) == labels).double().mean().item()
 
 
@@ -189,6 +209,7 @@ def rank_patches(scores: torch.Tensor) -> torch.Tensor:
     """Patch scores (B, N) or maps (B, g, g) -> patch indices (B, N), highest score first."""
     if not isinstance(scores, torch.Tensor) or scores.ndim not in (2, 3):
         raise ValueError("scores must be (B, N) per patch or (B, g, g) maps, one row per image.")
+    require_finite(scores, "scores", "a NaN score has no rank: check how the map was made")
     flat = scores.reshape(len(scores), -1).float()
     # a stable sort: ties (e.g. uniform scores) keep the patches in reading order
     return torch.sort(flat, dim=1, descending=True, stable=True).indices
@@ -214,7 +235,7 @@ def deletion_curve(
     """
     check_count(batch_size)
     images = _check_images(images)
-    labels = torch.as_tensor(labels).cpu()
+    labels = as_labels(labels).cpu()
     P, N = model.cfg.num_prefix_tokens, model.cfg.num_patches
     order = rank_patches(scores)
     if order.shape != (len(images), N):
@@ -232,8 +253,11 @@ def deletion_curve(
         if fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS} or a (T, D) tensor, got {fill!r}.")
         fill = mean_tokens(model, images) if fill == "mean" else torch.zeros(T, D)
-    elif fill.shape != (T, D):
-        raise ValueError(f"a fill tensor must be (T, D) = ({T}, {D}), got {tuple(fill.shape)}.")
+    elif not isinstance(fill, torch.Tensor) or fill.shape != (T, D):
+        got = tuple(fill.shape) if isinstance(fill, torch.Tensor) else type(fill).__name__
+        raise ValueError(f"a fill tensor must be (T, D) = ({T}, {D}), got {got}.")
+    else:
+        require_finite(fill, "fill")
     model.eval()
     device = model_device(model)
     fill = fill.to(device)
@@ -262,6 +286,7 @@ def curve_area(ks, values) -> float:
     values = torch.as_tensor(values, dtype=torch.float64)
     if ks.ndim != 1 or len(ks) < 2 or values.shape != ks.shape:
         raise ValueError("curve_area needs at least two ks and one value per k.")
+    require_finite(values, "values", "a curve with NaN points has no area")
     if (ks.diff() <= 0).any():
         raise ValueError(f"ks must increase, got {ks.tolist()}.")
     x = (ks - ks[0]) / (ks[-1] - ks[0])
@@ -281,7 +306,7 @@ def layer_profile(model, images, labels, masks, batch_size: int = 250) -> dict:
     """
     check_count(batch_size)
     images = _check_images(images)
-    labels = torch.as_tensor(labels).cpu()
+    labels = as_labels(labels).cpu()
     ps, P = model.cfg.patch_size, model.cfg.num_prefix_tokens
     sums, n = {}, 0
     for s in range(0, len(images), batch_size):

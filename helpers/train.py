@@ -25,7 +25,14 @@ from .checkpoint import (
     save_snapshots,
 )
 from .data import SPLITS, ShapesDataset
-from .model import VisionTransformer, ViTConfig, as_images, check_count, count_parameters
+from .model import (
+    VisionTransformer,
+    ViTConfig,
+    as_images,
+    as_labels,
+    check_count,
+    count_parameters,
+)
 from .progress import progress_bar
 from .runtime import check_loss, model_device, provenance, seed_everything
 
@@ -83,9 +90,14 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def as_dataset(dataset):
+REGRESSION_HINT = "; for targets that are not classes (a regression), pass train a loss_fn"
+
+
+def as_dataset(dataset, classes: bool = True):
     """(dataset, n): a dataset with `.batch(idx)` as it is, or an (images, labels) pair as
-    tensors (numpy and uint8 images are converted); an empty one is refused."""
+    tensors (numpy and uint8 images are converted); an empty one is refused. classes=True:
+    the labels are class indices (int32 and other integers become int64; float labels such
+    as 0.7 are refused, not truncated); False: targets of any kind (a regression's)."""
     if hasattr(dataset, "batch"):
         n = len(dataset)
     else:
@@ -96,7 +108,8 @@ def as_dataset(dataset):
                 f"expected a dataset with .batch(idx) (e.g. ShapesDataset) or an (images, "
                 f"labels) pair, got {type(dataset).__name__}."
             ) from None
-        images, labels = as_images(images), torch.as_tensor(labels)
+        images = as_images(images)
+        labels = as_labels(labels, hint=REGRESSION_HINT) if classes else torch.as_tensor(labels)
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels: pass one each.")
         dataset, n = (images, labels), len(labels)
@@ -179,7 +192,7 @@ def train(
     """
     cfg = cfg or TrainConfig()
     device = model_device(model)
-    train_data, size = as_dataset(train_data)
+    train_data, size = as_dataset(train_data, classes=loss_fn is None)
     if val_data is not None:
         val_data, _ = as_dataset(val_data)
     if eval_every is not None:
@@ -221,6 +234,8 @@ def train(
         for b in range(steps_per_epoch):
             t_step = time.perf_counter()
             x, y = _get_batch(train_data, order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+            if loss_fn is None and y.dtype != torch.int64:  # cross-entropy wants int64 classes
+                y = as_labels(y, hint=REGRESSION_HINT)  # int32 -> int64; 0.7 is refused
             x, y = x.to(device), y.to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg) * group.get("lr_scale", 1.0)
@@ -413,6 +428,8 @@ def main(argv=None) -> dict:
         p.error(str(e))
     try:
         tcfg = TrainConfig(**{k: getattr(a, k) for k in asdict(TrainConfig()) if k != "n_train"})
+        if a.depth < 1 or a.embed_dim < 1:
+            raise ValueError("--depth and --embed-dim must be >= 1.")
         mcfg = ViTConfig(
             embed_dim=a.embed_dim,
             depth=a.depth,
@@ -420,8 +437,6 @@ def main(argv=None) -> dict:
             global_pool=a.global_pool,
             class_token=not a.no_class_token,
         )
-        if mcfg.depth < 1 or mcfg.embed_dim < 1:
-            raise ValueError("--depth and --embed-dim must be >= 1.")
     except ValueError as e:
         p.error(str(e))
     if tcfg.batch_size > SPLITS["train"][1]:

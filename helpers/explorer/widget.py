@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..checkpoint import atomic_write
 from ..images import UploadError, load_image_bytes
+from ..model import as_images
 from ..plots import ATTN_CMAP, draw_patch_grid, to_grey
 from ..timm_adapter import adapt
 from .export import (
@@ -60,6 +63,15 @@ from .maps import (
     top_k,
     whole_number,
 )
+
+
+def _as_image(image) -> torch.Tensor:
+    """One dataset image (C, H, W) as float in [0, 1]: uint8 (0..255) is scaled, as the model
+    itself does (helpers.model.as_images), so a uint8 dataset shows as it is."""
+    if not isinstance(image, (torch.Tensor, np.ndarray)):
+        image = torch.as_tensor(image)
+    return as_images(image)
+
 
 # --------------------------------------------------------------------------------------
 # The widget
@@ -151,7 +163,7 @@ class AttentionExplorer:
         self.static_images = whole_number(static_images, "static_images")
         if self.static_images < 1:
             raise ValueError("static_images must be at least 1 (the image shown).")
-        self.geom = model_geometry(model, torch.as_tensor(dataset[index][0]).float())
+        self.geom = model_geometry(model, _as_image(dataset[index][0]))
         is_cls = isinstance(query, str) and query.strip().upper() == "CLS"
         if is_cls and not self.geom.class_token:
             query = (self.geom.grid // 2, self.geom.grid // 2)
@@ -173,7 +185,7 @@ class AttentionExplorer:
 
     def _dataset_item(self, index: int):
         image, label = self.dataset[index]
-        image = torch.as_tensor(image).float()
+        image = _as_image(image)
         return image, (int(label) if label is not None else None)
 
     def _check_index(self, index) -> int:
@@ -249,9 +261,22 @@ class AttentionExplorer:
         """Show test image `index` (-1: the last): one forward pass, all maps recomputed."""
         self.set(index=index)
 
-    def show_upload(self, name: str, data: bytes) -> bool:
+    def show_upload(self, name: str, data: bytes | None = None) -> bool:
         """Show an uploaded file, with a caution on what the model knows; on a bad file, keep
-        the view and set a message. Never raises."""
+        the view and set a message (a bad file never raises). `data` is the file's bytes: a
+        path instead is a TypeError that says how to read them."""
+        given = name if data is None else data
+        if isinstance(given, os.PathLike) or (isinstance(given, str) and given is data):
+            raise TypeError(
+                f"show_upload wants the bytes of an image, not a path ({str(given)!r}): "
+                f"read them with show_upload(name, Path(p).read_bytes()), e.g. "
+                f'show_upload("photo.png", Path("photo.png").read_bytes()).'
+            )
+        if data is None:
+            raise TypeError(
+                f"show_upload(name, data) got only {name!r}: it needs the image's bytes as data, e.g. "
+                'show_upload("photo.png", Path("photo.png").read_bytes()).'
+            )
         try:
             image = load_image_bytes(data, self.geom.image_size, self.geom.channels)
             maps = AttentionMaps(self.model, image, self.geom)
@@ -480,8 +505,21 @@ class AttentionExplorer:
 
     def save_html(self, path, indices=None):
         """Write the kernel-free view as a whole HTML page (no kernel, no network needed:
-        open it from disk or put it on a site). Returns the path."""
-
+        open it from disk or put it on a site). Returns the path. A folder, or a name that
+        does not end in .html, is refused before anything is written."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a file name such as 'explorer.html', got {path!r}.")
+        target = Path(path)
+        if target.is_dir():
+            raise ValueError(
+                f"{str(path)!r} is a folder, not a file: pass a file name ending in .html, "
+                f"e.g. {str(target / 'explorer.html')!r} (nothing was written)."
+            )
+        if target.suffix.lower() not in (".html", ".htm"):
+            raise ValueError(
+                f"{str(path)!r} does not end in .html: pass a file name such as "
+                f"{str(target.with_suffix('.html'))!r}, which a browser opens as a page."
+            )
         return atomic_write(path, static_page(self.static_html(indices)).encode("utf-8"))
 
     # ---------------- the live widget ----------------
