@@ -271,3 +271,12 @@ def test_a_tiny_run_still_trains():
     hist = dino.train_dino(images, DINOConfig(**TINY), SMALL, progress=False)[2]
     assert len(hist["loss"]) == 3 and all(math.isfinite(v) for v in hist["loss"])
     assert np.isfinite(hist["entropy"]).all()
+
+
+def test_a_nan_attention_map_is_refused_not_scored():
+    from helpers.studies.dino import mass_mask
+
+    maps = torch.rand(2, 64)
+    maps[1, 3] = float("nan")
+    with pytest.raises(ValueError, match="attention maps holds 1 NaN"):
+        mass_mask(maps)

@@ -658,6 +658,7 @@ def mass_mask(maps: torch.Tensor, keep: float = 0.6) -> torch.Tensor:
     boundary as DINO's code does with a cumulative sum over the sorted weights)."""
     if not 0 < keep <= 1:
         raise ValueError(f"keep must lie in (0, 1], got {keep!r}.")
+    maps = require_finite(maps, "the attention maps")  # a NaN map would keep nothing, silently
     p = maps / maps.sum(-1, keepdim=True).clamp_min(1e-12)
     val, idx = p.sort(dim=-1)  # ascending, as DINO's visualize_attention.py
     kept_sorted = val.cumsum(-1) > (1 - keep)
