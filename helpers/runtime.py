@@ -11,6 +11,7 @@ where the model is, and no helper picks a device or moves a model on its own.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import platform
 import random
@@ -189,6 +190,14 @@ def check_loss(loss, step: int, lr: float | None = None) -> float:
             "typo such as 1e3) or a bad setting; nothing was saved."
         )
     return value
+
+
+def finite_number(value, name: str) -> float:
+    """`value` as a finite float (an int, a float, a numpy number), or a ValueError naming
+    `name`: the check every config's rates, temperatures and shares go through."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
 
 
 def require_finite(x, name: str = "input", fix: str = "") -> torch.Tensor:

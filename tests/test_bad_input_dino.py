@@ -233,7 +233,7 @@ def test_knn_with_any_number_of_classes():
 def test_knn_refuses_bad_labels():
     bank = torch.rand(4, 2)
     with pytest.raises(ValueError, match="class indices"):
-        knn_accuracy(bank, torch.tensor([0.0, 1, 0, 1]), bank, torch.tensor([0, 1, 0, 1]), k=1)
+        knn_accuracy(bank, torch.tensor([0.7, 1, 0, 1.7]), bank, torch.tensor([0, 1, 0, 1]), k=1)
     with pytest.raises(ValueError, match=">= 0"):
         knn_predict(bank, torch.tensor([0, -1, 0, 1]), bank, k=1)
     with pytest.raises(ValueError, match="test features"):

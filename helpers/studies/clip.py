@@ -50,7 +50,14 @@ from ..model import (
 )
 from ..paths import DATA_DIR, data_file
 from ..progress import progress_bar
-from ..runtime import check_loss, model_device, provenance, require_finite, seed_everything
+from ..runtime import (
+    check_loss,
+    finite_number,
+    model_device,
+    provenance,
+    require_finite,
+    seed_everything,
+)
 from ..train import lr_at
 
 FORMAT = "inside-the-cls-token/clip-lite"
@@ -400,14 +407,7 @@ class ClipTrainConfig:
                 "is learned; use batch_size >= 2 (the default is 128)."
             )
         for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number, got {value!r}.")
-            if not math.isfinite(value):
-                raise ValueError(
-                    f"{name}={value} is not a finite number: the series trains at lr 1e-3, "
-                    "weight_decay 0.05."
-                )
+            finite_number(getattr(self, name), f"{name} (the series trains at lr 1e-3, wd 0.05)")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0 (the default is 1e-3), got {self.lr}.")
         if self.weight_decay < 0:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -46,6 +45,7 @@ from ..model import (
     VisionTransformer,
     ViTConfig,
     as_images,
+    as_labels,
     check_count,
     resample_pos_embed,
     trunc_normal_,
@@ -55,6 +55,7 @@ from ..progress import progress_bar
 from ..runtime import (
     check_loss,
     check_seed,
+    finite_number,
     model_device,
     provenance,
     require_finite,
@@ -68,20 +69,13 @@ PAPER_JACCARD = {"DINO ViT-S/16": 45.9, "supervised ViT-S/16": 27.3}
 MAX_CROP_FACTOR = 4  # a view may be at most 4x the image's side (more is surely a typo)
 
 
-def _real(value, name: str) -> float:
-    """`value` as a finite float, or a ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    return float(value)
-
-
 def _check_scale(scale, name: str = "scale") -> tuple[float, float]:
     """A share of the image area (lo, hi) with 0 < lo <= hi <= 1, or a ValueError."""
     if isinstance(scale, (str, bytes)) or not hasattr(scale, "__len__") or len(scale) != 2:
         raise ValueError(
             f"{name} must be a pair (low, high) of area shares, e.g. (0.4, 1.0), got {scale!r}."
         )
-    lo, hi = (_real(v, name) for v in scale)
+    lo, hi = (finite_number(v, name) for v in scale)
     if not 0 < lo <= hi <= 1:
         raise ValueError(
             f"{name} must be (low, high) with 0 < low <= high <= 1, got {tuple(scale)!r}: "
@@ -91,7 +85,7 @@ def _check_scale(scale, name: str = "scale") -> tuple[float, float]:
 
 
 def _check_temp(value, name: str) -> None:
-    if _real(value, name) <= 0:
+    if finite_number(value, name) <= 0:
         raise ValueError(
             f"{name} must be > 0 (a softmax temperature divides the scores), got {value!r}: "
             "DINO uses 0.1 for the student and 0.04 for the teacher."
@@ -144,14 +138,14 @@ class DINOConfig:
                 raise ValueError(f"{name} must be a whole number >= 0, got {v!r}.")
         check_count(self.local_size, "local_size")
         for name in ("student_temp", "teacher_temp", "warmup_teacher_temp", "lr"):
-            if not _real(getattr(self, name), name) > 0:
+            if not finite_number(getattr(self, name), name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
         for name in ("min_lr", "weight_decay", "weight_decay_end", "clip_grad", "hue_jitter"):
-            if _real(getattr(self, name), name) < 0:
+            if finite_number(getattr(self, name), name) < 0:
                 fix = " (0: no clipping)" if name == "clip_grad" else ""
                 raise ValueError(f"{name} must be >= 0{fix}, got {getattr(self, name)!r}.")
         for name in ("center_momentum", "teacher_momentum", "grey_p", "brightness"):
-            if not 0 <= _real(getattr(self, name), name) <= 1:
+            if not 0 <= finite_number(getattr(self, name), name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}.")
         for name in ("global_scale", "local_scale"):
             _check_scale(getattr(self, name), name)
@@ -200,7 +194,7 @@ def random_resized_crop(x: torch.Tensor, size: int, scale=(0.4, 1.0), ratio=(3 /
     scale = _check_scale(scale, "scale")
     if isinstance(ratio, (str, bytes)) or not hasattr(ratio, "__len__") or len(ratio) != 2:
         raise ValueError(f"ratio must be a pair (low, high) of aspect ratios, got {ratio!r}.")
-    if not 0 < _real(ratio[0], "ratio") <= _real(ratio[1], "ratio"):
+    if not 0 < finite_number(ratio[0], "ratio") <= finite_number(ratio[1], "ratio"):
         raise ValueError(f"ratio must be (low, high) with 0 < low <= high, got {tuple(ratio)!r}.")
     B = len(x)
     area = torch.empty(B).uniform_(*scale)
@@ -397,7 +391,7 @@ def dino_loss(
 @torch.no_grad()
 def update_center(center: torch.Tensor, teacher_out: torch.Tensor, momentum: float = 0.9):
     """center <- m * center + (1 - m) * mean of the teacher's scores over the batch (K,)."""
-    if not 0 <= _real(momentum, "momentum") <= 1:
+    if not 0 <= finite_number(momentum, "momentum") <= 1:
         raise ValueError(
             f"momentum must lie in [0, 1] (1: the center stays, 0: the batch mean), got "
             f"{momentum!r}; DINO uses 0.9."
@@ -585,7 +579,7 @@ def knn_predict(
     train_feats = require_finite(train_feats, "train_feats")
     test_feats = require_finite(test_feats, "test_feats")
     train_labels = _labels(train_labels, "train_labels")
-    if not _real(temperature, "temperature") > 0:
+    if not finite_number(temperature, "temperature") > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}; DINO uses 0.07.")
     if train_feats.ndim != 2 or test_feats.ndim != 2 or train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError("train and test features must be (N, D) and (M, D) with the same D.")
@@ -614,16 +608,14 @@ def knn_predict(
 
 
 def _labels(labels, name: str) -> torch.Tensor:
-    """Class labels as a 1-D long tensor of whole numbers >= 0 (numpy and lists converted)."""
-    t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
-    if t.ndim != 1 or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise ValueError(
-            f"{name} must be a 1-D array of whole-number class indices, got dtype {t.dtype} "
-            f"and shape {tuple(t.shape)}."
-        )
+    """Class labels as a 1-D long tensor of indices >= 0 (helpers.model.as_labels, which
+    converts any integer dtype and refuses fractional ones, plus the k-NN's own needs)."""
+    t = as_labels(labels, name)
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one class per image), got shape {tuple(t.shape)}.")
     if len(t) and int(t.min()) < 0:
         raise ValueError(f"{name} must be class indices >= 0, got {int(t.min())}.")
-    return t.long()
+    return t
 
 
 def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int = 20) -> float:
