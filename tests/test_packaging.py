@@ -128,6 +128,7 @@ def test_runtime_dependencies_cover_what_helpers_imports():
         "tqdm": "tqdm",
         "PIL": "pillow",
         "IPython": "ipython",
+        "scipy": "scipy",
     }
     optional = {"timm"}  # helpers.timm_adapter imports it only when asked, and says so
     stdlib = set(sys.stdlib_module_names) | {"__future__", "helpers"}
