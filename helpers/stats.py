@@ -35,12 +35,12 @@ class Comparison(NamedTuple):
             return "lower"
         return "no detectable difference"
 
-    def text(self, unit: str = "", digits: int = 1) -> str:
-        """One line: 'a - b = +2.1 points (95% CI -1.0 to +5.2, paired t p = 0.17, 3 of 5
-        seeds)'."""
+    def text(self, unit: str = "", digits: int = 1, pairs: str = "seeds") -> str:
+        """One line: 'difference +2.1 points (95% CI -1.0 to +5.2 points, paired t p = 0.17,
+        a ahead on 3 of 5 seeds)'; `pairs` names what is paired (seeds, images)."""
         f = f"{{:+.{digits}f}}"
         test = "paired t" if self.paired else "Welch t"
-        wins = f", a ahead on {self.wins} of {self.n} seeds" if self.wins >= 0 else ""
+        wins = f", a ahead on {self.wins} of {self.n} {pairs}" if self.wins >= 0 else ""
         return (
             f"difference {f.format(self.diff)}{unit} (95% CI {f.format(self.low)} to "
             f"{f.format(self.high)}{unit}, {test} p = {self.p:.2g}{wins})"

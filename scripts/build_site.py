@@ -116,7 +116,7 @@ def _inline(text: str) -> str:
 
 
 def claims_html(pages: dict[str, Page], anchors: dict[str, dict]) -> str:
-    from helpers.claims import CLAIMS, check_claims
+    from helpers.claims import CLAIMS, at_scale_text, check_claims
 
     check_claims()
     rows = []
@@ -125,11 +125,13 @@ def claims_html(pages: dict[str, Page], anchors: dict[str, dict]) -> str:
         rows.append(
             f'<tr><td>{i}</td><td>{_inline(c.claim)}</td><td class="verdict verdict-{verdict}">'
             f"<strong>{html.escape(c.verdict)}</strong></td><td>{_inline(c.number or '–')}</td>"
-            f"<td>{where_html(c.where, pages, anchors)}</td></tr>"
+            f"<td>{where_html(c.where, pages, anchors)}</td>"
+            f'<td class="at-scale">{_inline(at_scale_text(c))}</td></tr>'
         )
     return (
         '<table class="claims"><thead><tr><th>#</th><th>claim (the brief\'s words)</th>'
-        "<th>verdict</th><th>the number that decides it</th><th>where</th></tr></thead>"
+        "<th>verdict</th><th>the number that decides it</th><th>where</th><th>in real ViTs</th>"
+        "</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 

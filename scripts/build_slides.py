@@ -92,7 +92,7 @@ def cell_px(cell: dict, kind: str, hide: bool) -> int:
         data = out.get("data", {})
         if "image/png" in data:
             px += _png_px(out) + 10
-        elif "text/html" in data:
+        elif "text/html" in data or "text/markdown" in data:
             px += SLIDE_PX  # the explorer, a rendered table: a slide of its own
         elif out.get("output_type") == "stream" or "text/plain" in data:
             text = out.get("text") if out.get("output_type") == "stream" else data["text/plain"]
@@ -129,7 +129,9 @@ def default_marks(nb: dict) -> list[tuple[str, bool]]:
                 marks.append(("-", False))
             continue
         outputs = cell.get("outputs", [])
-        shown = any({"image/png", "text/html"} & set(o.get("data", {})) for o in outputs)
+        shown = any(
+            {"image/png", "text/html", "text/markdown"} & set(o.get("data", {})) for o in outputs
+        )
         if cell is colab or not seen_setup or src.lstrip().startswith("my_guess") or in_exercises:
             seen_setup = seen_setup or (cell is not colab)
             marks.append(("skip", False))
@@ -248,7 +250,7 @@ def lecture_cells(nb) -> None:
                 text = out.text if out.output_type == "stream" else out.data["text/plain"]
                 lines = text.rstrip("\n").split("\n")
                 if len(lines) > OUTPUT_LINES and not (
-                    {"image/png", "text/html"} & set(out.get("data", {}))
+                    {"image/png", "text/html", "text/markdown"} & set(out.get("data", {}))
                 ):
                     cut = "\n".join(lines[: OUTPUT_LINES - 1])
                     cut += f"\n... ({len(lines) - OUTPUT_LINES + 1} more lines in the notebook)\n"

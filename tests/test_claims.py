@@ -6,7 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers.claims import CLAIMS, VERDICTS, Claim, check_claims, claims_table, main, with_table
+from helpers.claims import (
+    CLAIMS,
+    NO_MEASUREMENT,
+    VERDICT_MEANINGS,
+    VERDICTS,
+    Claim,
+    check_claims,
+    claims_table,
+    main,
+    verdict_table,
+    with_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMBER = re.compile(r"-?\d+\.\d+%?|\d+%")  # what a notebook prints: 98.8%, 0.020, 57%
@@ -21,6 +32,7 @@ def notebook_text(prefix: str) -> str:
         for o in cell.get("outputs", []):
             out.append("".join(o.get("text", "")))
             out.append("".join(o.get("data", {}).get("text/plain", "")))
+            out.append("".join(o.get("data", {}).get("text/markdown", "")))
     return "\n".join(out)
 
 
@@ -68,3 +80,50 @@ def test_bad_rows_are_refused():
         check_claims([Claim("x", "not yet tested", "", "05")])
     with pytest.raises(ValueError, match="markers|START|claims:start"):
         with_table("no markers here")
+
+
+SOURCE = re.compile(  # a year, then where in the paper: table, figure, section, or the code
+    r"\b(19|20)\d\d\b.*(§|\b(Table|Fig\.|Figure|Sec\.|App\.|Appendix|abstract|code))"
+)
+
+
+@pytest.mark.parametrize("i", range(len(CLAIMS)))
+def test_every_claim_has_an_at_scale_entry_with_its_source(i):
+    c = CLAIMS[i]
+    assert c.at_scale, f"claim {i + 1}: say what real ViTs show, or {NO_MEASUREMENT!r}"
+    if c.at_scale == NO_MEASUREMENT:
+        assert not c.source
+        return
+    assert SOURCE.search(c.source), (
+        f"claim {i + 1}: the source {c.source!r} must name the paper's year and the table, "
+        "figure or section that holds the finding"
+    )
+
+
+def test_the_verdict_vocabulary_is_the_one_readme_explains():
+    assert tuple(VERDICT_MEANINGS) == VERDICTS
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The claims, and what the series finds", 1)[1].split(START_MARK)[0]
+    explained = re.findall(r"^- \*\*(.+?)\*\*: (.+)$", section, flags=re.M)
+    assert explained == list(VERDICT_MEANINGS.items())
+
+
+START_MARK = "<!-- claims:start -->"
+
+
+def test_verdict_table_shows_the_index_at_scale_and_refuses_drift():
+    n = next(i for i, c in enumerate(CLAIMS, 1) if c.verdict != "not yet tested")
+    c = CLAIMS[n - 1]
+    t = verdict_table({n: (c.verdict, "our 1.23")})
+    md, plain = t._repr_markdown_(), repr(t)
+    assert "our 1.23" in md and "our 1.23" in plain and c.verdict.upper() in plain
+    assert md.count("\n") == 2  # header, rule, one row
+    other = next(v for v in VERDICTS if v != c.verdict)
+    with pytest.raises(ValueError, match="index says"):
+        verdict_table({n: (other, "x")})
+    with pytest.raises(ValueError, match="not one of"):
+        verdict_table({n: ("true", "x")})
+    with pytest.raises(ValueError, match="numbers its claims"):
+        verdict_table({0: (c.verdict, "x")})
+    with pytest.raises(ValueError, match="Markdown"):
+        verdict_table({n: (c.verdict, "a | b")})
