@@ -242,8 +242,11 @@ def attention_received(attn: torch.Tensor) -> torch.Tensor:
     """How much attention each token receives from the *other* tokens: (layers, B, T).
 
     The mean over heads and over every query but the token itself of the weight on it (a
-    token's weight on itself is left out, so that a token that only reads itself is not a
-    sink). Uniform attention gives every token 1 / T; an attention sink gets far more.
+    token's weight on itself is left out, so that a token that only reads itself does not
+    count as read). Uniform attention gives every token 1 / T; a layer's *top receiver* gets
+    far more. A top receiver is not yet an *attention sink* (a token read whatever its
+    content, which changes the output little: Xiao et al. 2023; Kobayashi et al., EMNLP 2020)
+    nor a *high-norm outlier* (Darcet et al., ICLR 2024): those need their own tests.
     """
     check_attn(attn)
     a = attn.mean(2)  # (L, B, T, T): mean over heads
@@ -252,15 +255,16 @@ def attention_received(attn: torch.Tensor) -> torch.Tensor:
     return off.sum(-2) / (T - 1)  # (L, B, T): column sums without the diagonal
 
 
-SINK_KINDS = ("CLS", "object patch", "background patch")
+RECEIVER_KINDS = ("CLS", "object patch", "background patch")
 
 
-def sink_kind(
+def receiver_kind(
     received: torch.Tensor, masks: torch.Tensor, patch_size: int, num_prefix_tokens: int = 1
 ) -> torch.Tensor:
-    """Which kind of token receives the most attention, per layer and image: (layers, B),
-    0 = a prefix token (CLS), 1 = a patch that touches the object, 2 = a background patch
-    (names in SINK_KINDS). received: (layers, B, T) from `attention_received`."""
+    """Which kind of token is the top receiver (the one that receives the most attention),
+    per layer and image: (layers, B), 0 = a prefix token (CLS), 1 = a patch that touches the
+    object, 2 = a background patch (names in RECEIVER_KINDS). received: (layers, B, T) from
+    `attention_received`."""
     if not isinstance(received, torch.Tensor) or received.ndim != 3:
         raise ValueError("received must be (layers, B, T), as attention_received returns it.")
     on = (patch_mask(masks, patch_size) > 0).flatten(1)  # (B, N)

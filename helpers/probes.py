@@ -7,7 +7,10 @@ and deletion curves that test an explanation by removing the patches it ranks hi
 - `logit_lens`: the model's own final norm and head applied to any state, for CLS and for
   every patch token (nostalgebraist 2020; per patch: Vilas et al., NeurIPS 2023).
 - `deletion_curve` / `curve_area`: accuracy as the k top-ranked patch tokens are replaced by
-  their mean over a reference set (mean ablation) or by zeros, and the area under it.
+  their mean over a reference set (mean ablation) or by zeros, and the area under it (per
+  image too, for paired comparisons of two explanations on the same images).
+- `layer_profile`: every per-layer measure of notebook 05 for one model, the top receivers'
+  norms included (`norm_ratio`).
 
 Every function runs the model where it is; results come back on the CPU.
 """
@@ -26,7 +29,7 @@ from .attention import (
     get_attention,
     mass_on_object,
     mean_attention_distance,
-    sink_kind,
+    receiver_kind,
 )
 from .model import as_images, as_labels, check_count
 from .runtime import model_device, require_finite
@@ -42,25 +45,30 @@ def _check_images(images) -> torch.Tensor:
 
 
 @torch.no_grad()
-def block_states(model, images, batch_size: int = 250) -> torch.Tensor:
+def block_states(model, images, batch_size: int = 250, token: int | None = None) -> torch.Tensor:
     """The tokens before the first block and after every block: (L + 1, B, T, D), on the CPU.
 
     Entry 0 is `model.embed(images)` (patches, CLS and position embedding); entry l is the
     output of block l - 1, before the final norm. 500 images of the 4-block model take
-    5 x 500 x 65 x 64 floats = 42 MB.
+    5 x 500 x 65 x 64 floats = 42 MB. With `token` (e.g. 0 for CLS) only that token is kept:
+    (L + 1, B, D), T times less memory.
     """
     check_count(batch_size)
     images = _check_images(images)
+    T = model.cfg.num_prefix_tokens + model.cfg.num_patches
+    if token is not None and not (isinstance(token, int) and -T <= token < T):
+        raise ValueError(f"token must be an index into the {T} tokens (0 = CLS), got {token!r}.")
+    keep = slice(None) if token is None else token
     model.eval()
     device = model_device(model)
     out = []
     for s in range(0, len(images), batch_size):
         x = model.embed(images[s : s + batch_size].to(device))  # (b, T, D)
-        states = [x.cpu()]
+        states = [x[:, keep].cpu()]
         for block in model.blocks:
             x = block(x)  # (b, T, D)
-            states.append(x.cpu())
-        out.append(torch.stack(states))  # (L + 1, b, T, D)
+            states.append(x[:, keep].cpu())
+        out.append(torch.stack(states))  # (L + 1, b, T, D), or (L + 1, b, D) for one token
     return torch.cat(out, dim=1)
 
 
@@ -224,6 +232,7 @@ def deletion_curve(
     ks,
     fill: str | torch.Tensor = "mean",
     batch_size: int = 500,
+    per_image: bool = False,
 ) -> torch.Tensor:
     """Accuracy after removing the k highest-scoring patches of each image, for each k in ks.
 
@@ -231,7 +240,9 @@ def deletion_curve(
     first", random numbers for a random order). A removed patch's token at the first block's
     input is replaced by `fill`: "mean" = `mean_tokens(model, images)` (pass a (T, D) tensor
     to use another reference set) or "zero" (zero ablation, which also erases the position
-    embedding and pushes the token off the data the model has seen). Returns (len(ks),).
+    embedding and pushes the token off the data the model has seen). Returns (len(ks),),
+    or with per_image=True (len(ks), B): 1 where image b is still right after k deletions,
+    0 where not (the accuracy is its mean over images).
     """
     check_count(batch_size)
     images = _check_images(images)
@@ -261,7 +272,7 @@ def deletion_curve(
     model.eval()
     device = model_device(model)
     fill = fill.to(device)
-    correct = torch.zeros(len(ks))
+    correct = torch.zeros(len(ks), len(images))
     for s in range(0, len(images), batch_size):
         x0 = model.embed(images[s : s + batch_size].to(device))  # (b, T, D)
         rank = torch.empty_like(order[s : s + batch_size])  # rank[b, patch] = its place
@@ -274,23 +285,31 @@ def deletion_curve(
             for block in model.blocks:
                 x = block(x)
             pred = model.forward_head(model.norm(x)).argmax(-1).cpu()
-            correct[j] += (pred == y).sum()
-    return correct / len(images)
+            correct[j, s : s + batch_size] = (pred == y).float()
+    return correct if per_image else correct.mean(1)
 
 
-def curve_area(ks, values) -> float:
+def curve_area(ks, values):
     """Area under a curve by the trapezoid rule, with ks rescaled to [0, 1] (for ks from 0
     to N: the fraction of patches removed); that is the curve's mean height between the first
-    and the last k. A deletion curve that falls fast has a small area."""
+    and the last k. A deletion curve that falls fast has a small area.
+
+    values (len(ks),) gives a float; (len(ks), B), one curve per image as
+    `deletion_curve(..., per_image=True)` returns them, gives the B areas (a tensor), whose
+    mean is the area of the mean curve."""
     ks = torch.as_tensor(ks, dtype=torch.float64)
     values = torch.as_tensor(values, dtype=torch.float64)
-    if ks.ndim != 1 or len(ks) < 2 or values.shape != ks.shape:
-        raise ValueError("curve_area needs at least two ks and one value per k.")
+    if ks.ndim != 1 or len(ks) < 2 or values.ndim not in (1, 2) or values.shape[0] != len(ks):
+        raise ValueError(
+            "curve_area needs at least two ks and one value per k: values (len(ks),) or "
+            "(len(ks), B)."
+        )
     require_finite(values, "values", "a curve with NaN points has no area")
     if (ks.diff() <= 0).any():
         raise ValueError(f"ks must increase, got {ks.tolist()}.")
     x = (ks - ks[0]) / (ks[-1] - ks[0])
-    return torch.trapezoid(values, x).item()
+    area = torch.trapezoid(values, x, dim=0)
+    return area.item() if values.ndim == 1 else area
 
 
 @torch.no_grad()
@@ -300,19 +319,27 @@ def layer_profile(model, images, labels, masks, batch_size: int = 250) -> dict:
     cls_entropy (L, H): entropy (nats) of the CLS row, per head, mean over images;
     on_object (L, H): share of the CLS row's patch attention on the object, per head;
     distance (L, H): mean attention distance of the patch queries in pixels (renormalized);
-    sinks (L, 3): how many images have a CLS / object patch / background patch as the
-    token that receives the most attention (attention.SINK_KINDS);
+    receivers (L, 3): how many images have a CLS / object patch / background patch as the
+    layer's top receiver, the token that receives the most attention (attention.RECEIVER_KINDS);
+    norm_ratio (L,): the norm of a background top receiver as the layer reads it (its input)
+    divided by the median norm of the image's patch tokens there, mean over the images whose
+    top receiver is a background patch (NaN where none is); a high-norm outlier of Darcet et
+    al. (ICLR 2024) stands far above the rest;
+    top (L, B): the index (in 0..T-1) of each image's top receiver in each layer;
     lens (L + 1,): logit-lens accuracy of the CLS token before the first block and after each.
     """
     check_count(batch_size)
     images = _check_images(images)
     labels = as_labels(labels).cpu()
     ps, P = model.cfg.patch_size, model.cfg.num_prefix_tokens
-    sums, n = {}, 0
+    sums, n, top, kinds = {}, 0, [], []
     for s in range(0, len(images), batch_size):
         x, m = images[s : s + batch_size], masks[s : s + batch_size]
         _, attn = get_attention(model, x)  # (L, b, H, T, T)
         H = attn.shape[2]
+        received = attention_received(attn)  # (L, b, T)
+        top.append(received.argmax(-1))  # (L, b): each layer's top receiver
+        kinds.append(receiver_kind(received, m, ps, P))
         part = {
             "cls_entropy": attention_entropy(attn[:, :, :, 0]).sum(1),
             "on_object": torch.stack(
@@ -324,15 +351,19 @@ def layer_profile(model, images, labels, masks, batch_size: int = 250) -> dict:
                 ]
             ).sum(-1),  # (L, H): summed over the images
             "distance": mean_attention_distance(attn, ps, P) * len(x),
-            "sinks": torch.nn.functional.one_hot(
-                sink_kind(attention_received(attn), m, ps, P), 3
-            ).sum(1),
+            "receivers": torch.nn.functional.one_hot(kinds[-1], 3).sum(1),
         }
         for k, v in part.items():
             sums[k] = sums.get(k, 0) + v.double()
         n += len(x)
-    out = {k: (v / n).float() for k, v in sums.items() if k != "sinks"}
-    out["sinks"] = sums["sinks"].long()
-    cls_states = block_states(model, images, batch_size)[:, :, 0]  # (L + 1, B, D)
-    out["lens"] = (logit_lens(model, cls_states).argmax(-1) == labels).float().mean(1)
+    out = {k: (v / n).float() for k, v in sums.items() if k != "receivers"}
+    out["receivers"] = sums["receivers"].long()
+    states = block_states(model, images, batch_size)  # (L + 1, B, T, D)
+    norms = states[:-1].norm(dim=-1)  # (L, B, T): each layer's input, as its attention reads it
+    top, kinds = torch.cat(top, 1), torch.cat(kinds, 1)  # (L, B)
+    ratio = norms.gather(2, top[..., None])[..., 0] / norms[..., P:].median(-1).values
+    bg = (kinds == 2).float()
+    out["norm_ratio"] = ((ratio * bg).sum(1) / bg.sum(1)).float()  # NaN where bg.sum() == 0
+    out["top"] = top
+    out["lens"] = (logit_lens(model, states[:, :, 0]).argmax(-1) == labels).float().mean(1)
     return out

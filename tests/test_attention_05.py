@@ -1,5 +1,5 @@
 """The attention measures of 05_layers_and_explanations: distance conventions, the uniform
-reference, attention sinks, and gradient-weighted rollout."""
+reference, top receivers, and gradient-weighted rollout."""
 
 import math
 
@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from helpers.attention import (
-    SINK_KINDS,
+    RECEIVER_KINDS,
     attention_received,
     get_attention,
     gradient_rollout,
     mean_attention_distance,
-    sink_kind,
+    receiver_kind,
     token_map,
     uniform_attention_distance,
 )
@@ -54,22 +54,22 @@ def test_attention_received_leaves_out_the_token_itself():
     got = attention_received(sink)[0, 0]
     assert got[2].item() == pytest.approx(1.0) and got.sum().item() == pytest.approx(1.0)
     reads_self = torch.eye(T)[None, None, None]
-    assert attention_received(reads_self).abs().max() == 0  # reading oneself is no sink
+    assert attention_received(reads_self).abs().max() == 0  # reading oneself does not count
 
 
-def test_sink_kind_tells_cls_object_and_background():
+def test_receiver_kind_tells_cls_object_and_background():
     masks = torch.zeros(1, 8, 8, dtype=torch.bool)
     masks[0, :4, :4] = True  # patch size 4: the object covers patch 0 of the 2x2 grid
     received = torch.zeros(3, 1, 5)
     received[0, 0, 0] = 1  # layer 0: CLS
     received[1, 0, 1] = 1  # layer 1: patch 0, on the object
     received[2, 0, 4] = 1  # layer 2: patch 3, background
-    assert sink_kind(received, masks, 4).flatten().tolist() == [0, 1, 2]
-    assert SINK_KINDS == ("CLS", "object patch", "background patch")
+    assert receiver_kind(received, masks, 4).flatten().tolist() == [0, 1, 2]
+    assert RECEIVER_KINDS == ("CLS", "object patch", "background patch")
     with pytest.raises(ValueError, match="same images"):
-        sink_kind(received, masks, 2)
+        receiver_kind(received, masks, 2)
     with pytest.raises(ValueError, match="attention_received"):
-        sink_kind(received[0], masks, 4)
+        receiver_kind(received[0], masks, 4)
 
 
 def test_gradient_rollout_one_block_by_hand():

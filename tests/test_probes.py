@@ -36,6 +36,10 @@ def test_block_states_are_the_residual_stream():
         torch.testing.assert_close(s[0], m.embed(x))
         torch.testing.assert_close(s[1], m.blocks[0](m.embed(x)))
         torch.testing.assert_close(m.forward_head(m.norm(s[-1])), m(x))
+    torch.testing.assert_close(block_states(m, x, batch_size=2, token=0), s[:, :, 0])
+    torch.testing.assert_close(block_states(m, x, token=-1), s[:, :, -1])
+    with pytest.raises(ValueError, match="token must be an index"):
+        block_states(m, x, token=65)
 
 
 def test_logit_lens_on_the_last_cls_state_is_the_output():
@@ -89,6 +93,9 @@ def test_deletion_curve_ends():
     assert curve[1] == (y == same).float().mean()
     again = deletion_curve(m, x, y, scores.reshape(12, 8, 8), [0, 64], fill=fill)
     torch.testing.assert_close(again, curve)
+    each = deletion_curve(m, x, y, scores, [0, 64], batch_size=5, per_image=True)
+    assert each.shape == (2, 12) and set(each.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(each.mean(1), curve)  # the accuracy is the mean over images
 
 
 def test_deletion_removes_the_top_ranked_patches():
@@ -127,10 +134,23 @@ def test_rank_patches_is_stable_and_curve_area():
         curve_area([0, 8, 4], [1, 1, 1])
     with pytest.raises(ValueError, match="at least two"):
         curve_area([0], [1])
+    # one curve per image: the areas per image, whose mean is the area of the mean curve
+    per_image = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0]])  # (len(ks), 2 images)
+    areas = curve_area([0, 32, 64], per_image)
+    torch.testing.assert_close(areas, torch.tensor([0.25, 1.0], dtype=torch.float64))
+    assert areas.mean().item() == pytest.approx(curve_area([0, 32, 64], per_image.mean(1)))
+    with pytest.raises(ValueError, match="one value per k"):
+        curve_area([0, 32, 64], torch.zeros(2, 4))
 
 
 def test_layer_profile_shapes_and_agreement():
-    from helpers.attention import attention_entropy, get_attention, mean_attention_distance
+    from helpers.attention import (
+        attention_entropy,
+        attention_received,
+        get_attention,
+        mean_attention_distance,
+        receiver_kind,
+    )
     from helpers.data import ShapesDataset
 
     ds = ShapesDataset("test", n=6)
@@ -140,9 +160,22 @@ def test_layer_profile_shapes_and_agreement():
     L, H = SMALL["depth"], SMALL["num_heads"]
     for key in ("cls_entropy", "on_object", "distance"):
         assert prof[key].shape == (L, H)
-    assert prof["sinks"].shape == (L, 3) and (prof["sinks"].sum(1) == 6).all()
+    assert prof["receivers"].shape == (L, 3) and (prof["receivers"].sum(1) == 6).all()
     assert prof["lens"].shape == (L + 1,)
     logits, attn = get_attention(m, x)
+    received = attention_received(attn)
+    torch.testing.assert_close(prof["top"], received.argmax(-1))
+    # the norm ratio, by hand, for every layer with a background top receiver
+    states = block_states(m, x)
+    kinds = receiver_kind(received, ds.masks, 4)
+    for la in range(L):
+        bg = (kinds[la] == 2).nonzero().flatten()
+        if len(bg) == 0:
+            assert torch.isnan(prof["norm_ratio"][la])
+            continue
+        nrm = states[la].norm(dim=-1)  # (B, T): the input of layer la
+        want = (nrm[bg, prof["top"][la, bg]] / nrm[bg, 1:].median(1).values).mean()
+        torch.testing.assert_close(prof["norm_ratio"][la], want.float())
     torch.testing.assert_close(prof["cls_entropy"], attention_entropy(attn[:, :, :, 0]).mean(1))
     torch.testing.assert_close(prof["distance"], mean_attention_distance(attn, 4))
     assert prof["lens"][-1] == (logits.argmax(-1) == y).float().mean()
