@@ -373,3 +373,85 @@ def test_a_damaged_teacher_file_gets_a_clear_error(tmp_path):
         load_cnn(junk)
     with pytest.raises(FileNotFoundError, match="no CNN teacher at"):
         load_cnn(tmp_path / "missing.pt")
+
+
+# --- the few-image study (claim 19) -------------------------------------------------------
+
+
+def test_cutmix_mixes_the_labels_by_area():
+    torch.manual_seed(0)
+    x = torch.stack([torch.zeros(3, 32, 32), torch.ones(3, 32, 32)])
+    y = torch.tensor([0, 1])
+    for _ in range(20):
+        mixed, soft = distill.cutmix(x, y, 6)
+        assert soft.shape == (2, 6) and torch.allclose(soft.sum(1), torch.ones(2))
+        for i in range(2):  # the label's share of class 1 is the share of image 1's pixels
+            share_ones = mixed[i, 0].mean()
+            assert torch.isclose(soft[i, 1], share_ones, atol=1e-6)
+
+
+def test_curve_arms_share_their_draws_and_differ_in_the_dist_target():
+    seen = []
+
+    class Spy(torch.nn.Module):  # a "teacher" that records what it sees and says class 5
+        def forward(self, x):
+            seen.append(x.clone())
+            return F.one_hot(torch.full((len(x),), 5), 6).float()
+
+    x, y = ShapesDataset("val", n=8).batch(torch.arange(8))
+    out = {}
+    for arm, teacher in (("labels", None), ("teacher", Spy())):
+        model = distilled()
+        torch.manual_seed(3)
+        loss, logits = distill.curve_loss_fn(teacher)(model, x, y)
+        torch.manual_seed(3)
+        xm, soft = distill.cutmix(distill.shift_augment(x), y, 6)
+        c, d = model.forward_heads(model.forward_features(xm))
+        target = soft if teacher is None else torch.full((8,), 5)
+        expect = 0.5 * F.cross_entropy(c, soft) + 0.5 * F.cross_entropy(d, target)
+        assert torch.isclose(loss, expect) and logits.shape == (8, 6)
+        out[arm] = loss.item()
+    assert torch.equal(seen[0], xm)  # the teacher labels the mixed image the student sees
+    assert out["labels"] != out["teacher"]
+
+
+def test_curve_run_refuses_bad_input():
+    train_ds, test_ds = ShapesDataset("val", n=100), ShapesDataset("test", n=50)
+    with pytest.raises(ValueError, match="choose one of"):
+        distill.curve_run("both", 50, 0, train_ds, test_ds)
+    with pytest.raises(ValueError, match="needs the teacher"):
+        distill.curve_run("teacher", 50, 0, train_ds, test_ds)
+    with pytest.raises(ValueError, match="multiples of the batch size"):
+        distill.curve_run("labels", 75, 0, train_ds, test_ds)
+    with pytest.raises(ValueError, match="more than the 100 training images"):
+        distill.curve_run("labels", 150, 0, train_ds, test_ds)
+
+
+def test_curve_command_writes_its_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(distill, "CURVE_STEPS", 2)
+    monkeypatch.setattr(distill, "CURVE_MODEL", TINY)
+    monkeypatch.setattr(distill, "ShapesDataset", lambda split, n=None: ShapesDataset(split, n=100))
+    teacher = tmp_path / "t.pt"
+    torch.manual_seed(0)
+    save_cnn(SmallCNN(width=2), teacher, {"test_accuracy": 0.5})
+    out = tmp_path / "curve.json"
+    argv = ["curve", "--teacher", str(teacher), "--sizes", "50", "100", "--seeds", "0", "1"]
+    record = distill.main(argv + ["--out", str(out)])
+    assert json.loads(out.read_text()) == record
+    assert len(record["rows"]) == 2 * 2 * 2 and record["teacher"]["test_accuracy"] == 0.5
+    table = distill.curve_table(record["rows"])
+    assert [t["n"] for t in table] == [50, 100] and all(t["seeds"] == [0, 1] for t in table)
+    assert record["command"].startswith("python -m helpers.studies.distill curve")
+
+
+def test_curve_record():
+    path = DATA_DIR / "distill_curve.json"
+    if not path.is_file():
+        pytest.skip("data/distill_curve.json not built")
+    record = json.loads(path.read_text())
+    runs = {(r["arm"], r["n"], r["seed"]) for r in record["rows"]}
+    assert len(runs) == len(record["rows"]) == 2 * len(record["sizes"]) * len(record["seeds"])
+    assert len(record["seeds"]) >= 3 and min(record["sizes"]) <= 250
+    assert record["steps"] == distill.CURVE_STEPS and record["model"] == distill.CURVE_MODEL
+    for t in distill.curve_table(record["rows"]):  # every size has both arms on every seed
+        assert t["seeds"] == sorted(record["seeds"])

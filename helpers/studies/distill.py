@@ -4,6 +4,7 @@ command that trains the teacher, the distilled student and the plain ViTs of not
     python -m helpers.studies.distill teacher --out data/cnn_teacher.pt
     python -m helpers.studies.distill student --teacher data/cnn_teacher.pt --out data/deit_student.pt
     python -m helpers.studies.distill vit --reg-tokens 0 --out data/vit_reg0.pt   # also 1 and 4
+    python -m helpers.studies.distill curve --out data/distill_curve.json   # a teacher's help vs n
 
 (see `python -m helpers.studies.distill --help`; the defaults are the shipped files' recipe).
 
@@ -13,6 +14,9 @@ command that trains the teacher, the distilled student and the plain ViTs of not
   our state dict loads into it, with the same logits (tests/test_distill.py).
 - `hard_distillation_loss`: half cross-entropy of the CLS head with the true labels, half
   cross-entropy of the distillation head with the teacher's predicted class.
+- `curve_run` / `curve_table`: the study of notebook 06 (claim 19): students trained on 250 to
+  2000 images with CutMix, their distillation head on the teacher's class or on the labels
+  (DeiT's two-class-token control), compared by seed.
 - `SmallCNN`: the teacher, a convolutional network (local filters, pooling: the inductive
   bias the paper says the student inherits through the distillation token).
 
@@ -21,7 +25,8 @@ Every model and loss here trains with helpers.train.train (through its `loss_fn`
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -29,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkpoint import (
+    atomic_write,
     build_model,
     claim_output,
     command_parser,
@@ -255,6 +261,8 @@ REBUILD = {
         for r in (0, 1, 4)
     },
     "patch_vs_cls.json": "python -m helpers.studies.tokens --out data/patch_vs_cls.json --threads 1",
+    "distill_curve.json": "python -m helpers.studies.distill curve --teacher data/cnn_teacher.pt "
+    "--threads 1 --out data/distill_curve.json",
 }
 
 
@@ -319,34 +327,242 @@ def agreement(a: nn.Module, b: nn.Module, images: torch.Tensor, batch_size: int 
     return same / len(images)
 
 
+# --------------------------------------------------------------------------------------
+# Does the teacher help a student with few images? (notebook 06, claim 19)
+# --------------------------------------------------------------------------------------
+
+# The study's budget: the same number of steps at every size (small sets are seen many
+# times), small enough that the notebook reruns one run live in a few seconds.
+CURVE_SIZES = (250, 500, 1000, 2000)
+CURVE_SEEDS = (0, 1, 2, 3, 4)
+CURVE_MODEL = dict(embed_dim=32, depth=2, num_heads=4)
+CURVE_STEPS = 480  # a multiple of 40: whole epochs at every size
+CURVE_TRAIN = TrainConfig(batch_size=50, lr=3e-3, warmup_steps=50)  # 50 divides every size
+CURVE_ARMS = ("labels", "teacher")  # what the distillation head learns from
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix (Yun et al., ICCV 2019), as in DeiT's recipe: paste a random box of another
+    image of the batch into each image; the label is the two one-hot labels mixed by area.
+
+    One box per batch, its area a uniform fraction of the image (Beta(1, 1), as timm's
+    default), clipped at the border. Returns the images (B, C, H, W) and soft labels
+    (B, classes). Draws from torch's global generator (seeded by train()).
+    """
+    B, _, H, W = x.shape
+    perm = torch.randperm(B)
+    lam = torch.rand(()).item()  # the share of the image that stays
+    cut = (1 - lam) ** 0.5
+    h, w = int(H * cut), int(W * cut)
+    cy, cx = torch.randint(H, ()).item(), torch.randint(W, ()).item()
+    y0, y1 = max(cy - h // 2, 0), min(cy + h - h // 2, H)
+    x0, x1 = max(cx - w // 2, 0), min(cx + w - w // 2, W)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+    kept = 1 - (y1 - y0) * (x1 - x0) / (H * W)  # the area that stayed, after clipping
+    one_hot = F.one_hot(y, num_classes).to(x.dtype)
+    return x, kept * one_hot + (1 - kept) * one_hot[perm]
+
+
+def curve_loss_fn(teacher: nn.Module | None, num_classes: int = 6):
+    """A train() loss_fn for the data-size study: shift, CutMix, then half the CLS head's
+    cross-entropy with the mixed labels, half the distillation head's with
+    - the teacher's predicted class on the mixed image (teacher given: DeiT's hard
+      distillation), or
+    - the same mixed labels (teacher None: DeiT's control, two class tokens on one label).
+    Both arms draw the same shifts and boxes for the same seed: a pair differs only in the
+    distillation head's targets."""
+    if teacher is not None:
+        teacher.eval()
+
+    def loss_fn(model, x, y):
+        x, soft = cutmix(shift_augment(x), y, num_classes)
+        cls_out, dist_out = model.forward_heads(model.forward_features(x))
+        if teacher is None:
+            target = soft
+        else:
+            with torch.no_grad():
+                target = teacher(x).argmax(-1)  # the teacher labels the image the student sees
+        loss = 0.5 * F.cross_entropy(cls_out, soft) + 0.5 * F.cross_entropy(dist_out, target)
+        return loss, (cls_out + dist_out) / 2
+
+    return loss_fn
+
+
+@torch.no_grad()
+def head_scores(model: DistilledViT, dataset, batch_size: int = 500) -> dict[str, float]:
+    """Test accuracy of each read-out of a DistilledViT: the CLS head, the distillation head,
+    the average of the logits (timm, and `model(x)`) and the sum of the two softmaxes (DeiT's
+    own test-time rule)."""
+    model.eval()
+    x, y = as_dataset_tensors(dataset)
+    outs = [model.forward_heads(model.forward_features(b)) for b in x.split(batch_size)]
+    c, d = (torch.cat(o) for o in zip(*outs))
+    preds = {
+        "cls": c.argmax(-1),
+        "dist": d.argmax(-1),
+        "logits": (c + d).argmax(-1),
+        "softmax": (c.softmax(-1) + d.softmax(-1)).argmax(-1),
+    }
+    return {k: (p == y).double().mean().item() for k, p in preds.items()}
+
+
+def as_dataset_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of a ShapesDataset or an (images, labels) pair."""
+    if hasattr(dataset, "batch"):
+        return dataset.batch(torch.arange(len(dataset)))
+    return dataset
+
+
+def curve_run(
+    arm: str,
+    n: int,
+    seed: int,
+    train_data,
+    test_data,
+    teacher=None,
+    progress=False,
+    return_model=False,
+):
+    """Train one run of the study: a DistilledViT (CURVE_MODEL) on the first `n` images of
+    `train_data` for CURVE_STEPS steps, its distillation head on the `arm`'s targets
+    ("labels" or "teacher"); returns its row: {"arm", "n", "seed", scores of head_scores,
+    "accuracy" (the average of the logits), "seconds"}; with return_model=True, (row, the
+    trained model)."""
+    if arm not in CURVE_ARMS:
+        raise ValueError(f"arm={arm!r}: choose one of {CURVE_ARMS}.")
+    if arm == "teacher" and teacher is None:
+        raise ValueError('arm="teacher" needs the teacher: pass teacher=load_cnn(...)[0].')
+    if isinstance(n, bool) or not isinstance(n, int) or n % CURVE_TRAIN.batch_size:
+        raise ValueError(
+            f"n={n!r}: the study's sizes are whole multiples of the batch size "
+            f"{CURVE_TRAIN.batch_size} (every step sees a full batch), e.g. {CURVE_SIZES}."
+        )
+    if n > len(train_data):
+        raise ValueError(f"n={n} is more than the {len(train_data)} training images given.")
+    epochs = CURVE_STEPS * CURVE_TRAIN.batch_size // n
+    tcfg = replace(CURVE_TRAIN, epochs=epochs, n_train=n, seed=seed)
+    seed_everything(seed)
+    model = DistilledViT(**CURVE_MODEL)
+    loss_fn = curve_loss_fn(teacher if arm == "teacher" else None)
+    hist = train(model, train_data, None, tcfg, progress=progress, loss_fn=loss_fn)
+    scores = head_scores(model, test_data)
+    row = {"arm": arm, "n": n, "seed": seed, "accuracy": scores["logits"]}
+    row.update({k: round(v, 4) for k, v in scores.items()}, seconds=round(hist.seconds[-1], 1))
+    row["accuracy"] = round(row["accuracy"], 4)
+    return (row, model) if return_model else row
+
+
+def curve_table(rows: list[dict], key: str = "accuracy") -> list[dict]:
+    """Per training-set size: each arm's accuracies (in %, by seed), and the paired
+    comparison teacher - labels (helpers.stats.compare, paired by seed)."""
+    from ..stats import compare
+
+    out = []
+    for n in sorted({r["n"] for r in rows}):
+        by = {
+            arm: {r["seed"]: 100 * r[key] for r in rows if r["n"] == n and r["arm"] == arm}
+            for arm in CURVE_ARMS
+        }
+        seeds = sorted(set(by["labels"]) & set(by["teacher"]))
+        a = [by["teacher"][s] for s in seeds]
+        b = [by["labels"][s] for s in seeds]
+        out.append({"n": n, "seeds": seeds, "teacher": a, "labels": b, "cmp": compare(a, b)})
+    return out
+
+
+def run_curve(a, argv, out) -> dict:
+    """The `curve` subcommand: every (size, arm, seed) run, then the record at --out."""
+    from ..progress import progress_bar
+
+    teacher, tmeta = _load_teacher(a)
+    train_ds = ShapesDataset("train", n=max(a.sizes))  # the first n of these, for each n
+    test_ds = ShapesDataset("test")
+    runs = [(n, arm, s) for n in a.sizes for s in a.seeds for arm in CURVE_ARMS]
+    rows = []
+    for n, arm, seed in progress_bar(iterable=runs, desc="runs", unit="run"):
+        rows.append(curve_run(arm, n, seed, train_ds, test_ds, teacher))
+    for t in curve_table(rows):
+        c = t["cmp"]
+        print(f"n={t['n']:>5}: teacher - labels {c.text(' points')}")
+    record = {
+        "rows": rows,
+        "sizes": list(a.sizes),
+        "seeds": list(a.seeds),
+        "arms": {
+            "labels": "distillation head trained on the (CutMix) labels, as the CLS head",
+            "teacher": "distillation head trained on the teacher's predicted class",
+        },
+        "model": CURVE_MODEL,
+        "steps": CURVE_STEPS,
+        "train_config": {k: v for k, v in asdict(CURVE_TRAIN).items() if k not in ("seed",)},
+        "augmentation": "shift_augment, then cutmix (one box per batch) for both arms",
+        "teacher": {"path": str(a.teacher), "test_accuracy": tmeta.get("test_accuracy")},
+        "dataset": f"the first n of ShapesDataset('train', n={max(a.sizes)}); scored on the "
+        "2000 test images",
+        **provenance("helpers.studies.distill", argv),
+    }
+    atomic_write(out, (json.dumps(record, indent=2) + "\n").encode())
+    return record
+
+
+def _load_teacher(a):
+    """The CNN teacher of --teacher, checked (with the parser's error) before any work."""
+    p = a.parser
+    teacher_path = Path(a.teacher)
+    if not teacher_path.is_file():
+        p.error(
+            f"no teacher at {a.teacher}: train it first with "
+            f"`python -m helpers.studies.distill teacher --out {a.teacher}`."
+        )
+    try:
+        return load_cnn(teacher_path)
+    except ValueError as e:
+        p.error(f"--teacher {a.teacher} is not a CNN teacher: {e}")
+
+
 def main(argv=None) -> dict:
     p = command_parser(
         "helpers.studies.distill",
         "Train notebook 06's models on shapes-in-clutter and save each with a .json record "
-        "next to it: the CNN teacher, the distilled student, plain ViTs.",
-        "checkpoint path (.pt)",
+        "next to it: the CNN teacher, the distilled student, plain ViTs; or (curve) the "
+        "study of a teacher's help against the number of training images, as one JSON file.",
+        "checkpoint path (.pt); for curve, the JSON results file",
     )
-    p.add_argument("kind", choices=["teacher", "student", "vit"])
-    p.add_argument("--teacher", default="data/cnn_teacher.pt", help="for kind=student")
+    p.add_argument("kind", choices=["teacher", "student", "vit", "curve"])
+    p.add_argument("--teacher", default="data/cnn_teacher.pt", help="for kind=student, curve")
     p.add_argument("--reg-tokens", type=int, default=0, help="for kind=vit")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--depth", type=int, default=ViTConfig.depth)
     p.add_argument("--seed", type=int, default=0)
-    a, out = parse_command(p, argv, ".pt")
+    p.add_argument("--sizes", type=int, nargs="+", default=list(CURVE_SIZES), help="for curve")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(CURVE_SEEDS), help="for curve")
+    kind = p.parse_args(argv).kind
+    a, out = parse_command(p, argv, ".json" if kind == "curve" else ".pt")
+    a.parser = p
     if a.reg_tokens < 0 or a.depth < 1:
         p.error("--reg-tokens must be >= 0, --depth >= 1.")
+    if kind == "curve":
+        bs = CURVE_TRAIN.batch_size
+        if bad := [n for n in a.sizes if n < bs or n % bs or n > len_train()]:
+            p.error(
+                f"--sizes {' '.join(map(str, bad))}: each size must be a multiple of the batch "
+                f"size {bs}, from {bs} to {len_train()} (the train split), e.g. "
+                f"{' '.join(map(str, CURVE_SIZES))}."
+            )
+        for name, values in (("--sizes", a.sizes), ("--seeds", a.seeds)):
+            if twice := sorted({v for v in values if values.count(v) > 1}):
+                p.error(
+                    f"{name} gives {', '.join(map(str, twice))} more than once: give each once."
+                )
+        if len(a.seeds) < 2:
+            p.error("give at least 2 seeds (--seeds 0 1 2): the comparison is paired by seed.")
+        _load_teacher(a)  # checked before the lock and any data
+        with claim_output(out, p):
+            return run_curve(a, argv, out)
     teacher = tmeta = None
     if a.kind == "student":  # the teacher is checked before any data are made
-        teacher_path = Path(a.teacher)
-        if not teacher_path.is_file():
-            p.error(
-                f"no teacher at {a.teacher}: train it first with "
-                f"`python -m helpers.studies.distill teacher --out {a.teacher}`."
-            )
-        try:
-            teacher, tmeta = load_cnn(teacher_path)
-        except ValueError as e:
-            p.error(f"--teacher {a.teacher} is not a CNN teacher: {e}")
+        teacher, tmeta = _load_teacher(a)
     try:
         tcfg = TrainConfig(epochs=a.epochs, seed=a.seed)
     except ValueError as e:
@@ -359,6 +575,13 @@ def main(argv=None) -> dict:
             save_checkpoint(model, out, meta, record=True)
     print(f"test accuracy {meta['test_accuracy']:.4f} ({meta['train_seconds']:.0f} s) -> {out}")
     return meta
+
+
+def len_train() -> int:
+    """The number of images of the train split."""
+    from ..data import SPLITS
+
+    return SPLITS["train"][1]
 
 
 def _run(a, tcfg: TrainConfig, teacher, tmeta, argv) -> tuple[nn.Module, dict]:

@@ -241,7 +241,7 @@ def main(argv=None) -> dict:
         "the JSON results file to write",
         "data/patch_vs_cls.json",
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     a, out = parse_command(p, argv, ".json")  # also checks each seed's range
     if len(a.seeds) < 1:
         p.error("give at least one seed.")
