@@ -29,7 +29,7 @@ checkpoint:  ## rebuild the shipped checkpoint (about 3 minutes on 2 CPU cores)
 
 PY := .venv/bin/python
 R := data/rebuilt
-data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour and a half on 2 CPU cores)
+data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about two and a half hours on 2 CPU cores)
 	mkdir -p $(R)
 	$(PY) -m helpers.train --out $(R)/vit_shapes.pt --force
 	$(PY) -m helpers.train --depth 8 --out $(R)/vit_shapes_depth8.pt --threads 1 --force
@@ -39,7 +39,10 @@ data:  ## rebuild every shipped file of data/ into data/rebuilt/ (about an hour 
 	$(PY) -m helpers.studies.distill teacher --out $(R)/cnn_teacher.pt --epochs 8 --threads 1 --force
 	$(PY) -m helpers.studies.distill student --teacher data/cnn_teacher.pt --out $(R)/deit_student.pt --epochs 4 --threads 1 --force
 	for r in 0 1 4; do $(PY) -m helpers.studies.distill vit --reg-tokens $$r --out $(R)/vit_reg$$r.pt --epochs 4 --threads 1 --force; done
+	$(PY) -m helpers.studies.distill curve --teacher data/cnn_teacher.pt --out $(R)/distill_curve.json --threads 1 --force
 	$(PY) -m helpers.studies.tokens --out $(R)/patch_vs_cls.json --threads 1 --force
 	$(PY) -m helpers.studies.clip --out $(R)/clip_lite.pt --threads 1 --force
 	$(PY) -m helpers.studies.dino --out $(R)/dino_vit.pt --threads 1 --force
+	$(PY) -m helpers.studies.dino --ablations --out $(R)/dino_ablations.json --threads 1 --force
+	$(PY) -m helpers.studies.dino --ablations --only recipe --seeds 1,2 --with-init --out $(R)/dino_seeds.json --threads 1 --force
 	$(PY) -m helpers.studies.practices --threads 1 --out $(R)/practices_runs.json --force

@@ -194,6 +194,28 @@ def command_parser(module: str, description: str, out_help: str, default: str | 
     return p
 
 
+def comma_list(p: argparse.ArgumentParser, value: str, flag: str, choices=None, convert=str):
+    """`--flag a,b,c` as a list, each item once (and one of `choices` where given), each
+    converted by `convert` (e.g. int for seeds); otherwise the parser's error, with the fix."""
+    items = [v.strip() for v in str(value).split(",") if v.strip()]
+    try:
+        items = [convert(v) for v in items]
+    except ValueError:
+        p.error(f"{flag} takes values separated by commas, e.g. {flag} 1,2; got {value!r}.")
+    unknown = [v for v in items if choices is not None and v not in choices]
+    if unknown or not items:
+        p.error(
+            f"{flag} {value!r}: unknown {', '.join(map(repr, unknown)) or '(none given)'}"
+            + (f"; choose from {', '.join(map(repr, choices))}." if choices else ".")
+        )
+    if twice := sorted({v for v in items if items.count(v) > 1}, key=str):
+        p.error(
+            f"{flag} names {', '.join(map(str, twice))} more than once: give each once "
+            f"(e.g. {flag} {','.join(map(str, dict.fromkeys(items)))})."
+        )
+    return items
+
+
 def parse_command(p: argparse.ArgumentParser, argv, suffix: str):
     """Parse argv with a `command_parser`; refuse a bad --out (see output_problem) or a
     negative --threads with the parser's error (usage, the problem, exit status 2); give torch

@@ -280,3 +280,90 @@ def test_a_nan_attention_map_is_refused_not_scored():
     maps[1, 3] = float("nan")
     with pytest.raises(ValueError, match="attention maps holds 1 NaN"):
         mass_mask(maps)
+
+
+# ---------------------------------------------------------------- 8. the ablations command
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--only", "no centring"], "unknown 'no centring'; choose from"),
+        (["--only", ","], "unknown (none given)"),
+        (["--steps", "0"], "steps"),
+        (["--seed", "-1"], "seed"),
+        (["--seeds", "1,x"], "--seeds takes values separated by commas"),
+        (["--seeds", "1,1"], "--seeds names 1 more than once"),
+        (["--seeds", "1,-2"], "seed"),
+        (["--threads", "-1"], "threads"),
+    ],
+)
+def test_ablations_check_before_any_data(tmp_path, monkeypatch, capsys, args, match):
+    def no_data(*a, **k):
+        raise AssertionError("data were generated before the arguments were checked")
+
+    monkeypatch.setattr(dino, "ShapesDataset", no_data)
+    with pytest.raises(SystemExit) as e:
+        dino.main(["--ablations", "--out", str(tmp_path / "a.json"), *args])
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ablations_want_a_json_record(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        dino.main(["--ablations", "--out", str(tmp_path / "a.pt")])
+    assert "must end in .json" in capsys.readouterr().err
+
+
+def test_ablations_record_each_run(tmp_path, monkeypatch):
+    """Each ablation trains with its one change at the full length; the record is rewritten
+    after each run, with the provenance of the command."""
+    stub = SimpleNamespace(images=torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    monkeypatch.setattr(dino, "ShapesDataset", lambda *a, **k: stub)
+    seen = []
+
+    def fake_train(images, cfg, **k):
+        seen.append(cfg)
+        hist = {k: [0.0] for k in ("loss", "log_step", "entropy", "batch_entropy", "feature_std")}
+        hist["seconds"] = 0.0
+        return None, SimpleNamespace(backbone=None), hist
+
+    monkeypatch.setattr(dino, "train_dino", fake_train)
+    monkeypatch.setattr(dino, "frozen_scores", lambda *a: {"knn": 0.25, "jaccard_best_head": 0.1})
+    out = tmp_path / "a.json"
+    record = dino.main(["--ablations", "--out", str(out), "--only", "no sharpening,no centering"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    assert list(record["runs"]) == ["no sharpening", "no centering"] and record["complete"]
+    assert [c.steps for c in seen] == [DINOConfig.steps] * 2
+    assert not seen[0].sharpening and seen[0].centering and not seen[1].centering
+    assert record["command"].startswith("python -m helpers.studies.dino --ablations")
+    assert {"torch", "threads", "machine"} <= set(record)
+
+
+def test_more_seeds_of_the_recipe_with_their_starting_points(tmp_path, monkeypatch):
+    stub = SimpleNamespace(images=torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    monkeypatch.setattr(dino, "ShapesDataset", lambda *a, **k: stub)
+    seen = []
+
+    def fake_train(images, cfg, **k):
+        seen.append(cfg)
+        hist = {k: [0.0] for k in ("loss", "log_step", "entropy", "batch_entropy", "feature_std")}
+        hist["seconds"] = 0.0
+        return None, SimpleNamespace(backbone="trained"), hist
+
+    monkeypatch.setattr(dino, "train_dino", fake_train)
+    monkeypatch.setattr(
+        dino,
+        "frozen_scores",
+        lambda m, *a: {"knn": 0.5 if m == "trained" else 0.25, "jaccard_best_head": 0.1},
+    )
+    out = tmp_path / "s.json"
+    args = ["--ablations", "--only", "recipe", "--seeds", "1,2", "--with-init", "--out", str(out)]
+    record = dino.main(args)
+    assert list(record["runs"]) == ["recipe, seed 1", "recipe, seed 2"]
+    assert [c.seed for c in seen] == [1, 2] and all(c == DINOConfig(seed=c.seed) for c in seen)
+    assert all(
+        r["scores"]["knn"] == 0.5 and r["init_scores"]["knn"] == 0.25
+        for r in record["runs"].values()
+    )

@@ -270,3 +270,33 @@ def test_shipped_checkpoint_and_record():
     assert record["command"].replace(" --force", "") == dino.REBUILD
     assert set(record["scores"]) >= {"knn", "linear_probe", "jaccard_best_head"}
     assert set(record["collapse"]) == set(dino.COLLAPSE_RUNS)
+
+
+def test_shipped_ablations_record():
+    """The ablations ran as long as the shipped model, each with one change to its recipe."""
+    path = DATA_DIR / "dino_ablations.json"
+    if not path.is_file():
+        pytest.skip("data/dino_ablations.json not built")
+    record = json.loads(path.read_text())
+    assert record["command"].replace(" --force", "") == dino.ABLATIONS_REBUILD
+    shipped = json.loads((DATA_DIR / "dino_vit.json").read_text())
+    assert set(record["runs"]) <= set(dino.ABLATIONS) and record["runs"]
+    for name, run in record["runs"].items():
+        cfg = dict(shipped["dino_config"], **dino.ABLATIONS[name])
+        assert run["dino_config"] == json.loads(json.dumps(cfg))
+        assert len(run["loss"]) == cfg["steps"] == run["history"]["log_step"][-1] + 1
+        assert set(run["scores"]) >= {"knn", "jaccard_best_head"}
+
+
+def test_shipped_seeds_record():
+    """More seeds of the shipped recipe, each beside the untrained network it started from."""
+    path = DATA_DIR / "dino_seeds.json"
+    if not path.is_file():
+        pytest.skip("data/dino_seeds.json not built")
+    record = json.loads(path.read_text())
+    assert record["command"].replace(" --force", "") == dino.SEEDS_REBUILD
+    shipped = json.loads((DATA_DIR / "dino_vit.json").read_text())["dino_config"]
+    for run in record["runs"].values():
+        assert run["dino_config"] == dict(shipped, seed=run["dino_config"]["seed"])
+        assert run["dino_config"]["seed"] != shipped["seed"] and run["change"] == {}
+        assert set(run["init_scores"]) >= {"knn", "jaccard_best_head"}

@@ -1,4 +1,4 @@
-"""DINO in miniature (Caron et al., "Emerging Properties in Self-Supervised Vision
+r"""DINO in miniature (Caron et al., "Emerging Properties in Self-Supervised Vision
 Transformers", ICCV 2021): a student ViT learns to match an EMA teacher on other views of
 the same image, with no label anywhere; then we ask what its CLS token learned.
 
@@ -8,11 +8,20 @@ the same image, with no label anywhere; then we ask what its CLS token learned.
 command also runs three short variants of the recipe into the record (COLLAPSE_RUNS: no
 centering, no sharpening, DINO's colour jitter); --no-centering / --no-sharpening train
 the main model that way instead. The shipped run took 24 minutes on a busy 2-core machine.
+The same three variants at the shipped run's full length (ABLATIONS, what notebook 07 shows):
+
+    python -m helpers.studies.dino --ablations --out data/dino_ablations.json --threads 1
+
+one .json record (no checkpoint), rewritten after each run; --only picks some of them. The
+shipped recipe itself with two more seeds, each run beside its untrained starting point:
+
+    python -m helpers.studies.dino --ablations --only recipe --seeds 1,2 --with-init \
+        --out data/dino_seeds.json --threads 1
 
 - `multi_crop`: two global views (random resized crops back to 32x32, random flips) and
   several local views (smaller crops at 16x16) of every image; optional colour jitter
-  (`colour_jitter`, off in the shipped recipe: with it, our short runs never left the
-  uniform output; the record holds one such run).
+  (`colour_jitter`, off in the shipped recipe: with it, a run as long as the shipped one
+  never left the uniform output; data/dino_ablations.json holds it).
 - `cls_features`: the CLS token of any view size; a 16x16 view uses the series' ViT with its
   position table resampled to the 4x4 grid (helpers.model.resample_pos_embed, notebook 02).
 - `DINOHead`: MLP -> bottleneck -> L2-normalise -> weight-normalised linear layer onto K
@@ -29,7 +38,9 @@ the main model that way instead. The shipped run took 24 minutes on a busy 2-cor
 from __future__ import annotations
 
 import copy
+import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -39,7 +50,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..attention import get_attention
-from ..checkpoint import claim_output, command_parser, parse_command, save_checkpoint
+from ..checkpoint import (
+    atomic_write,
+    claim_output,
+    comma_list,
+    command_parser,
+    parse_command,
+    save_checkpoint,
+)
 from ..data import ShapesDataset
 from ..model import (
     VisionTransformer,
@@ -62,9 +80,10 @@ from ..runtime import (
     seed_everything,
 )
 
-# Caron et al. 2021: Jaccard (%) of the 60%-mass masks of the last layer's CLS attention with
-# the object masks of PASCAL VOC12 (val), ViT-S/16 trained with DINO or with labels
-PAPER_JACCARD = {"DINO ViT-S/16": 45.9, "supervised ViT-S/16": 27.3}
+# Caron et al. 2021 (the table under Fig. 4): Jaccard (%) of the 60%-mass masks of the last
+# layer's CLS attention with the object masks of PASCAL VOC12 (val), ViT-S/16 trained with
+# DINO, trained with labels, or untrained
+PAPER_JACCARD = {"DINO ViT-S/16": 45.9, "supervised ViT-S/16": 27.3, "random ViT-S/16": 22.0}
 
 MAX_CROP_FACTOR = 4  # a view may be at most 4x the image's side (more is surely a typo)
 
@@ -112,7 +131,7 @@ class DINOConfig:
     local_size: int = 16
     global_scale: tuple = (0.4, 1.0)  # share of the image area a global view keeps
     local_scale: tuple = (0.1, 0.4)
-    # colour jitter (none by default: see COLLAPSE_RUNS and notebook 07); DINO's: 0.1, 0.2, 0.4
+    # colour jitter (none by default: see ABLATIONS and notebook 07); DINO's: 0.1, 0.2, 0.4
     hue_jitter: float = 0.0  # hue turned by up to this share of a full turn, either way
     grey_p: float = 0.0  # share of views turned grey
     brightness: float = 0.0  # brightness scaled by 1 +- this
@@ -730,14 +749,34 @@ BANK_SIZE = 5000  # the first 5000 train images: the k-NN bank and the probe's t
 
 REBUILD = "python -m helpers.studies.dino --out data/dino_vit.pt --threads 1"
 COLLAPSE_STEPS = 120
-COLLAPSE_RUNS = {  # short runs of the recipe with one change each
+COLLAPSE_RUNS = {  # short runs of the recipe with one change each (notebook 07: ABLATIONS)
     "no centering": {"centering": False},
     "no sharpening": {"sharpening": False},
     "with DINO's colour jitter": {"hue_jitter": 0.1, "grey_p": 0.2, "brightness": 0.4},
 }
 
 
+ABLATIONS = {  # full-length runs of the recipe with one change each (--ablations)
+    "no centering": {"centering": False},
+    "no sharpening": {"sharpening": False},
+    "with DINO's colour jitter": {"hue_jitter": 0.1, "grey_p": 0.2, "brightness": 0.4},
+}
+RECIPE = "recipe"  # --only recipe: the shipped recipe itself (to train it with other seeds)
+ABLATIONS_REBUILD = (
+    "python -m helpers.studies.dino --ablations --out data/dino_ablations.json --threads 1"
+)
+SEEDS_REBUILD = (
+    "python -m helpers.studies.dino --ablations --only recipe --seeds 1,2 --with-init "
+    "--out data/dino_seeds.json --threads 1"
+)
+ABLATION_LOG_EVERY = 5
+ABLATION_DEMO_STEPS = 3  # what notebook 07 reruns live: the first steps of each run
+
+
 def main(argv=None) -> dict:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--ablations" in args:  # another command with its own options: see ablations_main
+        return ablations_main(args)
     p = command_parser(
         "helpers.studies.dino",
         "Train DINO-lite (student + EMA teacher, no labels) on shapes-in-clutter; save the "
@@ -750,6 +789,11 @@ def main(argv=None) -> dict:
     p.add_argument("--no-centering", action="store_true", help="train without centering")
     p.add_argument("--no-sharpening", action="store_true", help="teacher temperature = student's")
     p.add_argument("--collapse-steps", type=int, default=COLLAPSE_STEPS, help="0: skip them")
+    p.add_argument(
+        "--ablations",
+        action="store_true",
+        help="instead: the ABLATIONS at full length into a .json record (--ablations --help)",
+    )
     a, out = parse_command(p, argv, ".pt")
     if a.collapse_steps < 0:
         p.error(f"--collapse-steps must be >= 0, got {a.collapse_steps}.")
@@ -816,6 +860,105 @@ def _run(a, argv, out, cfg: DINOConfig) -> dict:
         f"{scores['jaccard_best_head']:.4f} ({meta['seconds']:.0f} s) -> {out}"
     )
     return meta
+
+
+def ablations_main(argv=None) -> dict:
+    """`--ablations`: the recipe run as long as the shipped model (cfg.steps), once per change
+    in ABLATIONS (or --only; `recipe` is the shipped recipe unchanged) and per seed of
+    --seeds, each with its collapse meters every 5 steps, its per-step loss and the frozen
+    scores of its teacher (--with-init: also of the untrained backbone it started from); one
+    .json record, rewritten after every run (so a stopped command keeps the runs it finished;
+    "complete" says whether all ran). The shipped checkpoint (data/dino_vit.pt and its .json)
+    is not touched."""
+    choices = {RECIPE: {}, **ABLATIONS}
+    p = command_parser(
+        "helpers.studies.dino",
+        "Train DINO-lite once per ablation (no centering, no sharpening, DINO's colour "
+        "jitter) and seed, for the shipped run's length; write a .json record of the runs.",
+        "record path (.json)",
+    )
+    p.add_argument("--ablations", action="store_true", required=True, help="this command")
+    p.add_argument("--steps", type=int, default=DINOConfig.steps)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 1,2 (else --seed)")
+    p.add_argument(
+        "--only",
+        default=",".join(ABLATIONS),
+        help=f"comma-separated runs, from: {', '.join(choices)} (default: all but {RECIPE})",
+    )
+    p.add_argument(
+        "--with-init",
+        action="store_true",
+        help="also score each run's starting point (its untrained backbone)",
+    )
+    a, out = parse_command(p, argv, ".json")
+    names = comma_list(p, a.only, "--only", choices)
+    seeds = [a.seed] if a.seeds is None else comma_list(p, a.seeds, "--seeds", convert=int)
+    try:
+        cfgs = {
+            (n if len(seeds) == 1 else f"{n}, seed {s}"): (
+                replace(DINOConfig(steps=a.steps, seed=s), **choices[n]),
+                choices[n],
+            )
+            for n in names
+            for s in seeds
+        }
+    except ValueError as e:
+        p.error(str(e))
+    with claim_output(out, p):
+        return _run_ablations(argv, out, cfgs, a.with_init)
+
+
+def _run_ablations(argv, out, cfgs: dict, with_init: bool = False) -> dict:
+    """The work of `ablations_main`, once every argument is checked and --out is claimed."""
+    train_ds = ShapesDataset("train")
+    bank = ShapesDataset("train", n=BANK_SIZE)
+    test_ds = ShapesDataset("test")
+
+    def scored(model):
+        return {
+            k: (round(v, 4) if isinstance(v, float) else v)
+            for k, v in frozen_scores(model, bank, test_ds).items()
+        }
+
+    runs, record = {}, {}
+    for name, (cfg, change) in cfgs.items():
+        _, teacher, h = train_dino(
+            train_ds.images, cfg, progress=False, log_every=ABLATION_LOG_EVERY
+        )
+        runs[name] = {
+            "change": change,
+            "dino_config": asdict(cfg),
+            "history": {k: h[k] for k in ("log_step", "entropy", "batch_entropy", "feature_std")},
+            "loss": h["loss"],
+            "scores": scored(teacher.backbone),
+            "train_seconds": round(h["seconds"], 1),
+        }
+        if with_init:  # train_dino's starting point: the first draw after seeding
+            seed_everything(cfg.seed)
+            runs[name]["init_scores"] = scored(DINOModel(ViTConfig(), cfg).backbone.eval())
+        record = {
+            "model": "DINO-lite (helpers.studies.dino): per run, the shipped recipe with the "
+            "change named, or none",
+            "steps": cfg.steps,
+            "log_every": ABLATION_LOG_EVERY,
+            "demo_steps": ABLATION_DEMO_STEPS,
+            "eval": f"k-NN: weighted, k=20, T=0.07, cosine, bank = first {BANK_SIZE} train "
+            "images; linear probe: helpers.probes.fit_probe on the same; Jaccard: last layer, "
+            "60% of the CLS attention mass, 2000 test images (the teacher's backbone)",
+            "dataset": "shapes-in-clutter (helpers.data), seed 0: 20k train images without labels",
+            "complete": len(runs) == len(cfgs),
+            "runs": runs,
+            **provenance("helpers.studies.dino", argv),
+        }
+        atomic_write(out, (json.dumps(record, indent=1) + "\n").encode())
+        sc = runs[name]["scores"]
+        print(
+            f"{name}: k-NN {sc['knn']:.4f}, Jaccard best head {sc['jaccard_best_head']:.4f} "
+            f"({h['seconds']:.0f} s) -> {out}",
+            flush=True,
+        )
+    return record
 
 
 if __name__ == "__main__":
