@@ -230,3 +230,25 @@ def test_studies_diverged_run_writes_nothing(module, tmp_path, capsys, monkeypat
         module.main(["--out", str(out)])
     assert e.value.code == 1 and "inf at step 3" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / ".r.json.lock").exists()
+
+
+def test_distill_curve_refuses_bad_sizes_and_seeds_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(distill, "ShapesDataset", no_work)
+    monkeypatch.setattr(distill, "train", no_work)
+    out = str(tmp_path / "c.json")
+    for argv, message in (
+        (["--sizes", "75"], "multiple of the batch size"),
+        (["--sizes", "0"], "multiple of the batch size"),
+        (["--sizes", "40000"], "multiple of the batch size"),
+        (["--sizes", "250", "250"], "more than once"),
+        (["--seeds", "1", "1"], "more than once"),
+        (["--seeds", "0"], "at least 2 seeds"),
+        (["--teacher", str(tmp_path / "none.pt")], "no teacher at"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            distill.main(["curve", *argv, "--out", out])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the curve writes JSON, not a checkpoint
+        distill.main(["curve", "--out", str(tmp_path / "c.pt")])
+    assert "must end in .json" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()

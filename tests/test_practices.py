@@ -1,6 +1,7 @@
 """Notebook 08's machinery: a learning rate per parameter (or token slot), the runner's hooks
 for other tasks, and the study's targets, scores, models and record."""
 
+import json
 import math
 
 import pytest
@@ -190,8 +191,75 @@ def test_shipped_record_is_complete(tmp_path):
     assert {r["method"] for r in record["finetune"]} == set(ps.FT_METHODS)
     assert {r["features"] for r in record["global"]["probes"]} == set(ps.PROBE_FEATURES)
     assert ps.find_run(record["cls_lr"], ps.cls_lr_name(10.0), 0)["seed"] == 0
+    assert set(record["made_by"]) == set(ps.PARTS)  # which command made each part
+    for part in ps.PARTS:
+        assert ps.part_provenance(record, part)["command"].startswith("python -m helpers.")
+    nd = record["no_decay_tokens"]
+    assert [(r["name"], r["seed"]) for r in nd["init"]] == [
+        (r["name"], r["seed"]) for r in record["init"]
+    ]  # paired by seed with the "init" part
+    assert {r["method"] for r in record["finetune_long"]["runs"]} == set(ps.FT_LONG_RUNS)
+    assert {r["steps"] for r in record["finetune_long"]["converged"]} == set(ps.PROBE_STEPS)
+    assert {r["read"] for r in record["mask_fair"]["frozen"]} == set(ps.MASK_READS)
     with pytest.raises(KeyError, match="rebuild"):
         ps.find_run(record["init"], "zeros", 99)
     (tmp_path / "other.json").write_text('{"command": "x"}')
     with pytest.raises(ValueError, match="rebuild it"):
         ps.load_record(tmp_path / "other.json")
+
+
+def test_merge_keeps_the_other_parts_and_says_who_made_them(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(parts, seeds=None, progress=True):
+        calls.append(list(parts))
+        return {p: [{"name": p, "seed": 0}] for p in parts}
+
+    monkeypatch.setattr(ps, "run_study", fake)
+    out = tmp_path / "r.json"
+    ps.main(["--out", str(out), "--only", "init,cls_lr"])
+    first = json.loads(out.read_text())
+    assert not first["complete"] and set(first["made_by"]) == {"init", "cls_lr"}
+    ps.main(["--out", str(out), "--only", "cls_lr", "--merge", "--force", "--threads", "1"])
+    rec = json.loads(out.read_text())
+    assert rec["init"] == first["init"] and calls[-1] == ["cls_lr"]
+    assert "--merge" in rec["made_by"]["cls_lr"]["command"]
+    assert rec["made_by"]["init"] == first["made_by"]["init"]
+    with pytest.raises(SystemExit):  # nothing to merge with
+        ps.main(["--out", str(tmp_path / "new.json"), "--only", "init", "--merge"])
+
+
+def test_balanced_mask_losses_and_probes():
+    t = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0]])
+    assert ps.balance(t) == 3.0
+    with pytest.raises(ValueError, match="nothing to balance"):
+        ps.balance(torch.zeros(2, 4))
+    torch.manual_seed(0)
+    x = torch.randn(200, 3)
+    y = torch.stack([(x[:, 0] > 1).float(), (x[:, 1] > 0).float()], 1)  # 16% and 50% positives
+    predict = ps.fit_mask_probe(x, y, pos_weight=ps.balance(y))
+    assert ((predict(x) > 0) == (y > 0.5)).double().mean() > 0.9  # separable: it fits
+    model = torch.nn.Linear(3, 2)
+    a = ps.weighted_bce(1.0)(model, x, y)[0]
+    b = ps.bce_loss(model, x, y)[0]
+    assert torch.allclose(a, b) and ps.weighted_bce(5.0)(model, x, y)[0] > a
+
+
+def test_seed_values_line_up_by_seed():
+    rows = [{"name": "a", "seed": 2, "accuracy": 0.3}, {"name": "a", "seed": 0, "accuracy": 0.1}]
+    rows.append({"name": "b", "seed": 0, "accuracy": 0.9})
+    assert ps.seed_values(rows, "a", scale=100) == [10.0, 30.0]
+    with pytest.raises(KeyError, match="rebuild"):
+        ps.seed_values(rows, "c")
+
+
+def test_a_probe_as_the_head_predicts_what_the_probe_does():
+    from helpers.probes import fit_probe
+
+    torch.manual_seed(0)
+    model = VisionTransformer(**TINY, num_classes=3).eval()
+    x = ShapesDataset("val", n=40).images.float() / 255
+    f = ps.pooled_features(model, x)["CLS"]
+    probe = fit_probe(f, torch.arange(40) % 3, num_classes=3, steps=20)
+    with torch.no_grad():
+        assert torch.allclose(ps.probe_as_head(model, probe)(x), probe(f), atol=1e-4)

@@ -149,3 +149,59 @@ def test_confusion_counts_of_predictions_made_earlier():
     assert cm.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
     with pytest.raises(ValueError, match="3 predictions but 2 labels"):
         confusion_counts(torch.tensor([0, 1, 1]), torch.tensor([0, 1]), 3)
+
+
+def _decay_of(groups):
+    """{id(parameter): weight decay} over AdamW's groups (each parameter in one group)."""
+    out = {}
+    for g in groups:
+        for p in g["params"]:
+            assert id(p) not in out, "a parameter is in two groups"
+            out[id(p)] = g["weight_decay"]
+    return out
+
+
+def test_no_decay_tokens_exempts_the_tokens_only():
+    from helpers.train import NO_DECAY_TOKENS, param_groups
+
+    torch.manual_seed(0)
+    m = VisionTransformer(embed_dim=16, depth=1, num_heads=2, reg_tokens=2)
+    named = dict(m.named_parameters())
+    assert {"cls_token", "pos_embed", "reg_token"} <= set(named)
+    old = _decay_of(param_groups(m, TrainConfig()))
+    new = _decay_of(param_groups(m, TrainConfig(no_decay_tokens=True)))
+    assert len(old) == len(new) == len(named)  # every parameter trains, once
+    for name, p in named.items():
+        matrix = p.ndim >= 2
+        assert old[id(p)] == (0.05 if matrix else 0.0)  # the default: the series' rule
+        token = name in NO_DECAY_TOKENS
+        assert new[id(p)] == (0.05 if matrix and not token else 0.0), name
+    assert old[id(named["cls_token"])] == 0.05 and new[id(named["cls_token"])] == 0.0
+    assert new[id(named["blocks.0.attn.qkv.weight"])] == 0.05  # weights still decay
+    # with a learning rate of its own, the token keeps its group and loses its decay
+    g = param_groups(m, TrainConfig(no_decay_tokens=True), {"cls_token": 10.0})
+    (own,) = [x for x in g if x.get("lr_scale") == 10.0]
+    assert own["params"] == [named["cls_token"]] and own["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="no_decay_tokens"):
+        TrainConfig(no_decay_tokens="yes")
+
+
+def test_no_decay_tokens_default_trains_as_before():
+    """The default is today's rule: the same numbers; the option changes the run."""
+    ds = ShapesDataset("train", n=256)
+    norms = []
+    for cfg in (
+        TrainConfig(epochs=1, batch_size=64, warmup_steps=2, weight_decay=0.5),
+        TrainConfig(
+            epochs=1, batch_size=64, warmup_steps=2, weight_decay=0.5, no_decay_tokens=False
+        ),
+        TrainConfig(
+            epochs=1, batch_size=64, warmup_steps=2, weight_decay=0.5, no_decay_tokens=True
+        ),
+    ):
+        torch.manual_seed(0)
+        m = VisionTransformer(embed_dim=16, depth=1, num_heads=2, cls_init="randn")
+        train(m, ds, None, cfg, progress=False)
+        norms.append(m.cls_token.detach().norm().item())
+    assert norms[0] == norms[1]
+    assert norms[2] > norms[0]  # undecayed, the large token stays larger

@@ -4,26 +4,44 @@ ship in `data/`:
 
     python -m helpers.studies.practices --threads 1 --out data/practices_runs.json --force
 
-(`--only init,cls_lr` runs some parts; `--jobs 2` runs parts side by side in two processes,
-with the same numbers, since every part seeds its own runs). All parts take about 17 minutes
-of CPU time (981 s measured, torch 2.13, one thread; 17 min 23 s of wall time with --jobs 2
-on a 2-core machine shared with other work). The record holds the command, the torch
-version, the thread count, the machine, every budget and one row per run. Notebook 08 loads
-it (`load_record`), shows it, and retrains one run live (`live_check`) to show that the file
-matches the code: bit-identical for the same torch version, thread count and kind of CPU, near
-the recorded seeds elsewhere.
+(`--only init,cls_lr` runs some parts; with `--merge` the other parts of the record at
+--out are kept, and the record's "made_by" says which command made each part; `--jobs 2`
+runs parts side by side in two processes, with the same numbers, since every part seeds its
+own runs.) The six first parts take about 17 minutes of CPU time (981 s measured, torch 2.13,
+one thread); "no_decay_tokens", "finetune_long" and "mask_fair" add about 10 more (their
+runs trained 164 s, 224 s and 119 s). The shipped record was made in three commands (its
+"made_by"): the whole study, then `--only mask_fair,finetune_long,init,cls_lr,no_decay_tokens
+--merge` (17 min of wall time on a 2-core machine shared with other work; "init" and "cls_lr"
+came out identical to the first command's), then `--only finetune_long --merge` (4 min). The
+record holds the command, the torch version, the thread count, the
+machine, every budget and one row per run. Notebook 08 loads it (`load_record`), shows it,
+and retrains one run live (`live_check`) to show that the file matches the code:
+bit-identical for the same torch version, thread count and kind of CPU, near the recorded
+seeds elsewhere.
+
+Runs of two configurations share their seeds (the same initialization of everything else
+and the same batches), so the notebook compares them seed by seed (`seed_values`,
+helpers.stats.compare).
 
 The parts (each a list of rows of helpers.studies.runner.compare_configs):
 - "init": the CLS token drawn four ways (zeros, std 1, truncated std 0.02, std 1e-6),
   trained on notebook 04's budget: accuracy, a learning curve, how far the token moved;
 - "cls_lr": the CLS token and its position slot at 0.1x / 1x / 10x the base rate;
+- "no_decay_tokens": "init" and "cls_lr" again without weight decay on the CLS token and
+  the position table (timm's rule, TrainConfig.no_decay_tokens), paired by seed with them;
 - "base_lr": four base rates for a CLS model and a GAP model (no CLS token);
 - "dropout": dropout on the pooled CLS output (timm's `drop_rate`) with 2 000 images;
 - "finetune": from the shipped checkpoint to two new label sets: a linear probe, the head
   and the CLS token only, everything, and training from scratch, with learning curves;
+- "finetune_long": the colour task again: linear probes on the frozen CLS token fit to
+  convergence (L-BFGS), and the probe and "head + CLS token" trained 4x longer at 3x the
+  rate, from a fresh head and from the converged probe as the head;
 - "global": regression and counting with CLS vs GAP heads; the object's 8x8 patch mask from
   the patch tokens vs from the CLS token alone; and linear probes on frozen features: CLS,
-  the mean of the patches, and both concatenated (DINOv2's linear evaluation).
+  the mean of the patches, and both concatenated (one of DINOv2's linear-evaluation inputs);
+- "mask_fair": the mask from the CLS token with a fair chance: positives weighted by
+  negatives / positives and 4x the steps; and converged probes on the shipped model's frozen
+  tokens (CLS vs patch tokens).
 """
 
 from __future__ import annotations
@@ -43,6 +61,7 @@ from ..attention import patch_mask
 from ..checkpoint import (
     atomic_write,
     claim_output,
+    comma_list,
     command_parser,
     load_checkpoint,
     parse_command,
@@ -57,7 +76,17 @@ from ..train import TrainConfig, evaluate
 from .runner import compare_configs
 
 RECORD = "practices_runs.json"
-PARTS = ("init", "cls_lr", "base_lr", "dropout", "finetune", "global")
+PARTS = (
+    "init",
+    "cls_lr",
+    "base_lr",
+    "dropout",
+    "finetune",
+    "global",
+    "no_decay_tokens",
+    "finetune_long",
+    "mask_fair",
+)
 MAIN = dict(embed_dim=32, depth=2, num_heads=2)  # notebook 04's small model
 BUDGET = TrainConfig(epochs=1, batch_size=64, lr=3e-3, warmup_steps=50)  # 250 steps
 N_TRAIN = 16_000  # one pass of 250 steps of 64
@@ -71,7 +100,7 @@ INITS = ("zeros", "normal", "trunc_normal", "randn")  # cls_init values of ViTCo
 INIT_SOURCES = {
     "zeros": "the original ViT (google-research/vision_transformer, Flax)",
     "normal": "timm today: normal, std 1e-6",
-    "trunc_normal": "DeiT and timm <= 0.4: std 0.02 (here cut at 2 std)",
+    "trunc_normal": "DeiT and timm <= 0.5: std 0.02 (here cut at 2 std)",
     "randn": "the brief's torch.randn: std 1",
 }
 CLS_LR_SCALES = (0.1, 1.0, 10.0)
@@ -88,12 +117,21 @@ FT_TARGET = {"colour": 0.8, "round or angular": 0.9}  # accuracy that counts as 
 FT_METHODS = ("linear probe", "head + CLS token", "full fine-tuning", "from scratch")
 FT_BUDGET = TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=20, n_train=6_400)
 FT_EVAL_EVERY = 10
+# "finetune_long": the colour task at four times the passes and three times the rate
+FT_LONG_METHODS = ("linear probe", "head + CLS token")
+PROBE_START = "from the probe: "  # these runs start with the converged probe as their head
+FT_LONG_RUNS = FT_LONG_METHODS + tuple(PROBE_START + m for m in FT_LONG_METHODS)
+FT_LONG_BUDGET = TrainConfig(epochs=4, batch_size=64, lr=3e-3, warmup_steps=20, n_train=6_400)
+FT_LONG_EVAL_EVERY = 50
+PROBE_STEPS = (100, 1000)  # L-BFGS iterations of the converged probes: the same answer = converged
 
 REG_TASKS = {"size": ("radius",), "position": ("cx", "cy"), "count": ("num_clutter",)}
 MASK_READS = ("patch tokens", "CLS token")
 PROBE_FEATURES = ("CLS", "mean of patches", "CLS + mean")
 PROBE_TASKS = ("shape", "colour", "size", "position", "count")
 N_PROBE = 4_000  # training images for the frozen-feature probes
+# "mask_fair": the CLS-token mask with positives weighted up, at four times the budget
+MASK_BUDGET = replace(BUDGET, epochs=4)  # 1 000 steps
 
 
 # --------------------------------------------------------------------------------------
@@ -270,6 +308,52 @@ def bce_loss(model, x, y):
     return F.binary_cross_entropy_with_logits(model(x), y), None
 
 
+def weighted_bce(pos_weight: float):
+    """A BCE loss_fn whose positives count pos_weight times (negatives / positives balances
+    a mask in which few patches hold the object)."""
+    w = torch.tensor(float(pos_weight))
+
+    def loss(model, x, y):
+        return F.binary_cross_entropy_with_logits(model(x), y, pos_weight=w), None
+
+    return loss
+
+
+def balance(targets: torch.Tensor) -> float:
+    """negatives / positives of 0/1 targets: the pos_weight that gives both the same weight."""
+    pos = float(targets.sum())
+    if pos == 0 or pos == targets.numel():
+        raise ValueError("the targets are all 0 or all 1: there is nothing to balance.")
+    return (targets.numel() - pos) / pos
+
+
+def fit_mask_probe(features, targets, pos_weight: float, steps: int = 200, wd: float = 1e-3):
+    """Independent logistic regressions (N, D) -> (N, K) on frozen, standardized features,
+    full batch with L-BFGS from zero (deterministic), positives weighted by pos_weight.
+    Returns predict(features) -> logits (N, K)."""
+    features, targets = features.detach().float(), targets.float()
+    mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
+    x = (features - mean) / std
+    w = torch.zeros(x.shape[1], targets.shape[1], requires_grad=True)
+    b = torch.zeros(targets.shape[1], requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w, b], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe"
+    )
+    pw = torch.tensor(float(pos_weight))
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x @ w + b, targets, pos_weight=pw)
+        loss = loss + wd * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    w, b = w.detach(), b.detach()
+    return lambda f: ((f.float() - mean) / std) @ w + b
+
+
 @torch.no_grad()
 def pooled_features(model, images, batch_size: int = 500) -> dict[str, torch.Tensor]:
     """Frozen features of a CLS model: "CLS" (N, D), "mean of patches" (N, D) and both
@@ -323,14 +407,14 @@ def datasets() -> tuple[ShapesDataset, ShapesDataset]:
     return ShapesDataset("train", n=N_TRAIN), ShapesDataset("val")
 
 
-def cls_runs(configs, train_set, val, seeds, progress, **train_kwargs) -> list[dict]:
-    """compare_configs on the study's model and BUDGET, measuring how far the CLS token moved
-    (the "init" and "cls_lr" parts); train_kwargs go to train()."""
+def cls_runs(configs, train_set, val, seeds, progress, budget=BUDGET, **train_kwargs) -> list[dict]:
+    """compare_configs on the study's model and `budget`, measuring how far the CLS token
+    moved (the "init" and "cls_lr" parts); train_kwargs go to train()."""
     return compare_configs(
         configs,
         train_set,
         val,
-        BUDGET,
+        budget,
         seeds,
         ViTConfig(**MAIN),
         progress,
@@ -339,11 +423,18 @@ def cls_runs(configs, train_set, val, seeds, progress, **train_kwargs) -> list[d
     )
 
 
-def run_init(train_set, val, seeds=SEEDS, progress=True) -> list[dict]:
+def run_init(train_set, val, seeds=SEEDS, progress=True, budget=BUDGET) -> list[dict]:
     configs = {how: dict(cls_init=how) for how in INITS}
     curve_val = ShapesDataset("val", n=N_CURVE)
     return cls_runs(
-        configs, train_set, val, seeds, progress, val_data=curve_val, eval_every=EVAL_EVERY
+        configs,
+        train_set,
+        val,
+        seeds,
+        progress,
+        budget,
+        val_data=curve_val,
+        eval_every=EVAL_EVERY,
     )
 
 
@@ -351,11 +442,13 @@ def cls_lr_name(scale: float) -> str:
     return f"CLS lr x{scale:g}"
 
 
-def run_cls_lr(train_set, val, seeds=FEW_SEEDS, progress=True) -> list[dict]:
+def run_cls_lr(train_set, val, seeds=FEW_SEEDS, progress=True, budget=BUDGET) -> list[dict]:
     rows = []
     for s in CLS_LR_SCALES:
         scale = {"cls_token": s, "pos_embed[0]": s}
-        rows += cls_runs({cls_lr_name(s): {}}, train_set, val, seeds, progress, lr_scale=scale)
+        rows += cls_runs(
+            {cls_lr_name(s): {}}, train_set, val, seeds, progress, budget, lr_scale=scale
+        )
     return [dict(r, scale=s) for r, s in zip(rows, [s for s in CLS_LR_SCALES for _ in seeds])]
 
 
@@ -491,8 +584,152 @@ def run_global(train_set, val, seeds=FEW_SEEDS, progress=True, checkpoint=None) 
     return {"regression": regression, "mask": mask, "probes": probes}
 
 
+def run_no_decay_tokens(train_set, val, seeds=None, progress=True) -> dict:
+    """The "init" and "cls_lr" parts again with timm's rule: no weight decay on the CLS token
+    and the position table (TrainConfig.no_decay_tokens), paired by seed with those parts."""
+    budget = replace(BUDGET, no_decay_tokens=True)
+    kw = {} if seeds is None else {"seeds": seeds}
+    return {
+        "init": run_init(train_set, val, progress=progress, budget=budget, **kw),
+        "cls_lr": run_cls_lr(train_set, val, progress=progress, budget=budget, **kw),
+    }
+
+
+def probe_as_head(model: VisionTransformer, probe) -> VisionTransformer:
+    """Put a linear probe fit on the model's final CLS token into its head (the probe's
+    standardization folded into the weights): the model then predicts what the probe does."""
+    w = probe.weight / probe.std  # (classes, D)
+    with torch.no_grad():
+        model.head.weight.copy_(w)
+        model.head.bias.copy_(probe.bias - w @ probe.mean)
+    return model
+
+
+def converged_probes(train_set, val, checkpoint=None) -> tuple[list[dict], dict]:
+    """Linear probes fit to convergence (L-BFGS, full batch) on the shipped model's frozen
+    CLS token, for each new task of FT_TASKS, on the fine-tuning part's training images; each
+    at PROBE_STEPS iterations, so that the record shows the fit has stopped moving.
+    Returns (rows, {task: the probe of the most iterations})."""
+    model, _ = load_checkpoint(checkpoint or data_file("vit_shapes.pt"))
+    n = FT_BUDGET.n_train
+    f_tr = pooled_features(model, train_set.images[:n].float() / 255)["CLS"]
+    f_va = pooled_features(model, val.images.float() / 255)["CLS"]
+    rows, probes = [], {}
+    for task, k in FT_TASKS.items():
+        y_tr, y_va = task_labels(train_set, task)[:n], task_labels(val, task)
+        for steps in PROBE_STEPS:
+            probes[task] = probe = fit_probe(f_tr, y_tr, num_classes=k, steps=steps)
+            rows.append(
+                {
+                    "task": task,
+                    "steps": steps,
+                    "accuracy": probe_accuracy(probe, f_va, y_va),
+                    "train_accuracy": probe_accuracy(probe, f_tr, y_tr),
+                }
+            )
+    return rows, probes
+
+
+def run_finetune_long(train_set, val, seeds=FEW_SEEDS, progress=True, checkpoint=None) -> dict:
+    """The colour task again: converged linear probes on the frozen CLS token, and the
+    trained probe and "head + CLS token" at FT_LONG_BUDGET (4x the passes, 3x the rate),
+    from a fresh head and from the converged probe as the head (FT_LONG_RUNS)."""
+    curve_val = ShapesDataset("val", n=N_CURVE)
+    task = "colour"
+    converged, probes = converged_probes(train_set, val, checkpoint)
+
+    def make(overrides, base):
+        method = overrides["method"]
+        model = finetune_model(method.removeprefix(PROBE_START), FT_TASKS[task], checkpoint)
+        return probe_as_head(model, probes[task]) if method.startswith(PROBE_START) else model
+
+    tr = TargetSet(train_set, task_labels(train_set, task))
+    va, cv = (
+        TargetSet(val, task_labels(val, task)),
+        TargetSet(curve_val, task_labels(curve_val, task)),
+    )
+    got = compare_configs(
+        {f"{task} · {m}": dict(method=m) for m in FT_LONG_RUNS},
+        tr,
+        va,
+        FT_LONG_BUDGET,
+        seeds,
+        None,
+        progress,
+        make_model=make,
+        measure=lambda model, hist, start: curve(hist),
+        train_kwargs=dict(val_data=cv, eval_every=FT_LONG_EVAL_EVERY),
+    )
+    runs = [dict(r, task=task, method=r["name"].split(" · ")[1]) for r in got]
+    return {"converged": converged, "runs": runs}
+
+
+def frozen_mask_probes(train_set, val, checkpoint=None) -> list[dict]:
+    """The object's patch mask from the shipped model's frozen tokens, by logistic
+    regressions fit to convergence with balanced positives: from the CLS token (D -> 64) and
+    from each patch token (the same D -> 1 on every patch)."""
+    model, _ = load_checkpoint(checkpoint or data_file("vit_shapes.pt"))
+    P = model.cfg.num_prefix_tokens
+
+    @torch.no_grad()
+    def tokens(ds, n):
+        model.eval()
+        x = ds.images[:n].float() / 255
+        return torch.cat([model.forward_features(x[s : s + 500]) for s in range(0, n, 500)])
+
+    t_tr, t_va = tokens(train_set, N_PROBE), tokens(val, len(val))
+    m_tr, m_va = object_patches(train_set)[:N_PROBE], object_patches(val)
+    pw = balance(m_tr)
+    rows = []
+    for read in MASK_READS:
+        if read == "CLS token":
+            f_tr, f_va, y_tr = t_tr[:, 0], t_va[:, 0], m_tr
+        else:  # every patch token is one example: (N * 64, D) -> (N * 64, 1)
+            f_tr, f_va, y_tr = (
+                t_tr[:, P:].flatten(0, 1),
+                t_va[:, P:].flatten(0, 1),
+                m_tr.reshape(-1, 1),
+            )
+        predict = fit_mask_probe(f_tr, y_tr, pw)
+        logits = predict(f_va).reshape(m_va.shape)
+        rows.append({"read": read, "iou": mask_iou(logits, m_va), "pos_weight": pw})
+    return rows
+
+
+def run_mask_fair(train_set, val, seeds=FEW_SEEDS, progress=True, checkpoint=None) -> dict:
+    """The mask from the CLS token given a fair chance: positives weighted by negatives /
+    positives, and MASK_BUDGET (4x the steps); and converged probes on frozen tokens."""
+    targets = object_patches(train_set)
+    pw = balance(targets)
+    tr, va = TargetSet(train_set, targets), TargetSet(val, object_patches(val))
+    got = compare_configs(
+        {"CLS token · balanced, 4x steps": dict(read="CLS token")},
+        tr,
+        va,
+        MASK_BUDGET,
+        seeds,
+        ViTConfig(**MAIN),
+        progress,
+        make_model=lambda o, b: MaskModel(b, o["read"]),
+        score=mask_score,
+        train_kwargs=dict(loss_fn=weighted_bce(pw)),
+    )
+    runs = [dict(r, pos_weight=pw, positives=float(targets.mean())) for r in got]
+    return {"runs": runs, "frozen": frozen_mask_probes(train_set, val, checkpoint)}
+
+
 # rough cost of each part, in runs of the small model on its 250-step budget
-COST = {"finetune": 34, "global": 30, "dropout": 28, "base_lr": 24, "init": 20, "cls_lr": 9}
+COST = {
+    "finetune": 34,
+    "global": 30,
+    "dropout": 28,
+    "no_decay_tokens": 29,
+    "finetune_long": 75,
+    "base_lr": 24,
+    "init": 20,
+    "mask_fair": 12,
+    "cls_lr": 9,
+}
 
 RUNNERS = {
     "init": run_init,
@@ -501,6 +738,9 @@ RUNNERS = {
     "dropout": run_dropout,
     "finetune": run_finetune,
     "global": run_global,
+    "no_decay_tokens": run_no_decay_tokens,
+    "finetune_long": run_finetune_long,
+    "mask_fair": run_mask_fair,
 }
 
 
@@ -534,6 +774,15 @@ def load_record(path=None, parts=PARTS) -> dict:
             f"{', '.join(sorted(missing))}): rebuild it with that command."
         )
     return record
+
+
+def seed_values(rows: list[dict], name: str, key: str = "accuracy", scale: float = 1.0) -> list:
+    """`key` (times `scale`) of the runs called `name`, one per seed in seed order: the runs of
+    two configurations line up seed by seed, for a paired test (helpers.stats.compare)."""
+    got = sorted((r["seed"], scale * r[key]) for r in rows if r["name"] == name)
+    if not got:
+        raise KeyError(f"the record has no run {name!r}: rebuild it.")
+    return [v for _, v in got]
 
 
 def find_run(rows: list[dict], name: str, seed: int) -> dict:
@@ -581,35 +830,61 @@ def main(argv=None) -> dict:
     p.add_argument(
         "--jobs", type=int, default=1, help="parts run side by side in this many processes"
     )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other parts of the record at --out (each part's command is recorded)",
+    )
     a, out = parse_command(p, argv, ".json")
-    parts = [s.strip() for s in a.only.split(",") if s.strip()]
-    bad = [s for s in parts if s not in PARTS]
-    if bad or not parts:
-        p.error(f"--only takes parts of {','.join(PARTS)}, got {a.only!r}.")
-    if twice := sorted({s for s in parts if parts.count(s) > 1}):
-        p.error(
-            f"--only names {', '.join(twice)} more than once: each part runs once; "
-            f"give each part once (e.g. --only {','.join(dict.fromkeys(parts))})."
-        )
+    parts = comma_list(p, a.only, "--only", PARTS)
     if a.seeds < 0:
         p.error(f"--seeds must be >= 0, got {a.seeds}.")
     if a.jobs < 1:
         p.error(f"--jobs must be >= 1, got {a.jobs}.")
     seeds = tuple(range(a.seeds)) if a.seeds else None
+    kept, made_by = {}, {}
+    if a.merge:
+        if not out.is_file():
+            p.error(f"--merge keeps the other parts of {out}, which does not exist: drop --merge.")
+        old = json.loads(out.read_text(encoding="utf-8"))
+        kept = {q: old[q] for q in PARTS if q in old and q not in parts}
+        made_by = {q: part_provenance(old, q) for q in kept}
     with claim_output(out, p):  # held from here: a second run to the same --out is refused
-        _run_parts(a, argv, out, parts, seeds)
+        _run_parts(a, argv, out, parts, seeds, kept, made_by)
     print(f"{', '.join(parts)} -> {out}")
     return load_record(out, parts)
 
 
-def _run_parts(a, argv, out, parts: list, seeds) -> None:
-    runs = {}
+PROVENANCE = ("command", "torch", "threads", "cpu", "machine", "python")
+
+
+def part_provenance(record: dict, part: str) -> dict:
+    """Which command made `part` of a record, with its torch version, thread count and CPU
+    (a record made part by part with --merge keeps one per part in "made_by")."""
+    if part in record.get("made_by", {}):
+        return record["made_by"][part]
+    return {k: record[k] for k in PROVENANCE if k in record}
+
+
+def _run_parts(a, argv, out, parts: list, seeds, kept=None, made_by=None) -> None:
+    runs, kept, made_by = {}, dict(kept or {}), dict(made_by or {})
+    now = {
+        k: v for k, v in provenance("helpers.studies.practices", argv).items() if k in PROVENANCE
+    }
+
+    def write():
+        for part in runs:
+            made_by[part] = now
+        ordered = {q: runs.get(q, kept.get(q)) for q in PARTS if q in runs or q in kept}
+        done = len(runs) == len(parts) and set(ordered) == set(PARTS)
+        write_record(out, argv, ordered, complete=done, made_by=made_by)
+
     # The record is rewritten after every part, so a crash keeps what was done. Each part
     # seeds its own runs: the numbers are the same whatever --jobs is.
     if a.jobs == 1:
         for part in parts:
             runs.update(run_study([part], seeds))
-            write_record(out, argv, runs, complete=len(runs) == len(parts))
+            write()
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(a.jobs, ctx, _worker_init, (a.threads,)) as pool:
@@ -618,8 +893,7 @@ def _run_parts(a, argv, out, parts: list, seeds) -> None:
             for done in as_completed(todo):
                 runs.update(done.result())
                 print(f"{todo[done]} done", flush=True)
-                ordered = {p: runs[p] for p in parts if p in runs}
-                write_record(out, argv, ordered, complete=len(runs) == len(parts))
+                write()
 
 
 def _worker_init(threads: int) -> None:
@@ -627,9 +901,10 @@ def _worker_init(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def write_record(out, argv, runs: dict, complete: bool) -> None:
+def write_record(out, argv, runs: dict, complete: bool, made_by: dict | None = None) -> None:
     record = {
         **provenance("helpers.studies.practices", argv),
+        "made_by": made_by or {},
         "model": MAIN,
         "budget": asdict(BUDGET),
         "n_train": N_TRAIN,
@@ -637,6 +912,8 @@ def write_record(out, argv, runs: dict, complete: bool) -> None:
         "budgets": {
             "dropout": dict(asdict(DROP_BUDGET), n_train=DROP_N_TRAIN),
             "finetune": asdict(FT_BUDGET),
+            "finetune_long": asdict(FT_LONG_BUDGET),
+            "mask_fair": asdict(MASK_BUDGET),
         },
         "finetune_target": FT_TARGET,
         "init_sources": INIT_SOURCES,
