@@ -220,7 +220,7 @@ CLAIMS = [
         "partly",
         "validation accuracy % over 5 seeds: CLS 85.1 ± 2.9, GAP with no CLS token "
         "84.6 ± 2.4, MAP with no CLS token 53.0 ± 29.3 (75.2 ± 15.0 with twice the steps); "
-        "direct patch classification 75.5 ± 12.1 vs CLS 77.7 ± 3.8 (test %, 5 seeds, 06's "
+        "direct patch classification 75.5 ± 12.1 vs CLS 77.8 ± 3.8 (test %, 5 seeds, 06's "
         "budget: paired difference -2.3, 95% CI -19.1 to +14.5; one patch seed at 54.5)",
         "04 §4-5 Do we need a CLS token? Why does MAP lag?; 06 §5 Classifying every patch",
         at_scale=(
@@ -281,7 +281,7 @@ CLAIMS = [
     Claim(
         "DINO: CLS token for self-supervised learning",
         "not reproduced at this scale",
-        "over 3 seeds, DINO-lite's CLS k-NN shape 18.1 ± 1.5% vs 27.2 ± 2.2% for its own "
+        "over 3 seeds, DINO-lite's CLS k-NN shape 18.2 ± 1.5% vs 27.3 ± 2.2% for its own "
         "random init (lower); best-head Jaccard 7.6 ± 3.5 vs 8.4 ± 2.9 (no detectable "
         "difference); seed 0 learned colour instead (k-NN colour 59.5% vs 42.9%)",
         "07 §2 Two ways to collapse; 07 §3 What did the CLS token learn?; 07 §5 The paper's "
@@ -347,7 +347,7 @@ CLAIMS = [
         "Regularization: apply dropout to CLS token output",
         "does not hold here",
         "2000 images, 25 passes, validation % at drop_rate 0 / 0.1 / 0.3: 93.9 ± 0.5 / 92.0 "
-        "± 1.5 / 91.9 ± 1.2 (3 seeds); 0.3 − 0 -1.9 [-5.7, +1.8]: no detectable difference",
+        "± 1.5 / 91.9 ± 1.2 (3 seeds); 0.3 − 0 -2.0 [-5.7, +1.8]: no detectable difference",
         "08 §3 Dropout on the CLS output",
         at_scale="no published measurement found",
     ),

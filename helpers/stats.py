@@ -11,6 +11,7 @@ SciPy (`scipy.stats`), not from code of our own.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 
 import numpy as np
@@ -35,16 +36,32 @@ class Comparison(NamedTuple):
             return "lower"
         return "no detectable difference"
 
+    def short(self, digits: int = 1) -> str:
+        """'+2.1 [-1.0, +5.2]': the difference and its 95% interval, for a table cell."""
+        d, lo, hi = (fixed(v, digits, sign=True) for v in (self.diff, self.low, self.high))
+        return f"{d} [{lo}, {hi}]"
+
     def text(self, unit: str = "", digits: int = 1, pairs: str = "seeds") -> str:
         """One line: 'difference +2.1 points (95% CI -1.0 to +5.2 points, paired t p = 0.17,
         a ahead on 3 of 5 seeds)'; `pairs` names what is paired (seeds, images)."""
-        f = f"{{:+.{digits}f}}"
+
+        def f(v):
+            return fixed(v, digits, sign=True)
+
         test = "paired t" if self.paired else "Welch t"
         wins = f", a ahead on {self.wins} of {self.n} {pairs}" if self.wins >= 0 else ""
         return (
-            f"difference {f.format(self.diff)}{unit} (95% CI {f.format(self.low)} to "
-            f"{f.format(self.high)}{unit}, {test} p = {self.p:.2g}{wins})"
+            f"difference {f(self.diff)}{unit} (95% CI {f(self.low)} to {f(self.high)}{unit}, "
+            f"{test} p = {self.p:.2g}{wins})"
         )
+
+
+def fixed(x: float, digits: int = 1, sign: bool = False) -> str:
+    """x with `digits` decimals, a half rounded away from zero even where float arithmetic
+    left it a hair below (93.85 computed as 93.8499999...): the same number prints the same
+    however it was computed (the mean of percentages or 100 x the mean of fractions)."""
+    q = Decimal(repr(round(float(x), 9))).quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP)
+    return f"{q:+}" if sign else f"{q}"
 
 
 def _values(x, name: str) -> np.ndarray:
@@ -59,7 +76,7 @@ def _values(x, name: str) -> np.ndarray:
 def spread(x, digits: int = 1) -> str:
     """'85.1 ± 2.9' (mean ± sample standard deviation over seeds)."""
     v = _values(x, "values")
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+    return f"{fixed(v.mean(), digits)} ± {fixed(v.std(ddof=1), digits)}"
 
 
 def compare(a, b, paired: bool = True) -> Comparison:

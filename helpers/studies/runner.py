@@ -10,6 +10,7 @@ import torch
 from ..model import VisionTransformer, ViTConfig, count_parameters
 from ..progress import progress_bar
 from ..runtime import seed_everything
+from ..stats import fixed
 from ..train import TrainConfig, evaluate, train
 
 
@@ -119,8 +120,8 @@ def format_table(
     head += f"{'train s':>12} {'params':>8}" if time else f"{'params':>8}"
     lines = [head, "-" * len(head)]
     for s in summary:
-        acc = f"{k * s[metric]:.{digits}f} ± {k * s[metric + '_std']:.{digits}f}"
-        rng = f"{k * s[metric + '_min']:.{digits}f}–{k * s[metric + '_max']:.{digits}f}"
+        acc = f"{fixed(k * s[metric], digits)} ± {fixed(k * s[metric + '_std'], digits)}"
+        rng = f"{fixed(k * s[metric + '_min'], digits)}–{fixed(k * s[metric + '_max'], digits)}"
         line = f"{s['name']:<{w}} {s['runs']:>4} {acc:>{wc}} {rng:>12} "
         if time:
             line += f"{s['seconds']:.1f} ± {s['seconds_std']:.1f}".rjust(12) + " "
