@@ -1,3 +1,4 @@
+# @title Set-up on Colab (fetches and installs the series; elsewhere it does nothing)
 # On Colab: fetch the series (helpers + data) and install it. Elsewhere this cell does nothing.
 import sys
 

@@ -133,6 +133,18 @@ def cell_source(cell: dict) -> str:
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# The Colab cell, folded for readers: JupyterLab hides its code, Colab shows it as a form with
+# its "# @title" line; it still runs in both.
+FOLDED = {"jupyter": {"source_hidden": True}, "cellView": "form"}
+
+
+def is_placeholder(cell: dict) -> bool:
+    """A code cell of comments only that names a maintenance script (a left-over placeholder
+    for the Colab cell): nothing for a reader. A learner's "# my guess:" cell is no such."""
+    if cell["cell_type"] != "code":
+        return False
+    lines = [s.strip() for s in cell_source(cell).splitlines() if s.strip()]
+    return bool(lines) and all(s.startswith("#") for s in lines) and "scripts/" in cell_source(cell)
 
 
 def widget_views(nb: dict) -> list[dict]:
@@ -168,10 +180,20 @@ def sync(path: Path, cell_text: str, write: bool = True) -> bool:
     cell = colab_cell(nb)
     stored_widgets = "widgets" in nb.get("metadata", {}) or widget_views(nb)
     same_title = cell_source(title) == titled
-    if cell is not None and cell_source(cell) == cell_text and not stored_widgets and same_title:
+    folded = cell is not None and all(cell["metadata"].get(k) == v for k, v in FOLDED.items())
+    placeholders = [c for c in nb["cells"] if is_placeholder(c)]
+    if (
+        cell is not None
+        and cell_source(cell) == cell_text
+        and not stored_widgets
+        and same_title
+        and folded
+        and not placeholders
+    ):
         return False
     if not write:
         return True
+    nb["cells"] = [c for c in nb["cells"] if not is_placeholder(c)]
     if not same_title:
         title["source"] = titled.splitlines(keepends=True)
     # Saved widget state makes static renders (nbconvert HTML, the site) draw an empty widget
@@ -183,6 +205,7 @@ def sync(path: Path, cell_text: str, write: bool = True) -> bool:
     for data in widget_views(nb):
         del data[WIDGET_VIEW]
     if cell is not None and cell_source(cell) == cell_text:
+        cell["metadata"].update(FOLDED)
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return True
     if cell is None:
@@ -199,6 +222,7 @@ def sync(path: Path, cell_text: str, write: bool = True) -> bool:
         nb["cells"].insert(at, cell)
     cell["source"] = cell_text.splitlines(keepends=True)
     cell["outputs"] = []  # outside Colab the cell prints nothing
+    cell["metadata"].update(FOLDED)
     # the layout Jupyter writes: one-space indent, UTF-8 as is, a final newline
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return True

@@ -223,3 +223,49 @@ def test_cell_installs_the_series_on_colab_without_a_restart(tmp_path):
     assert got["checkpoint"].startswith(site) and got["root"] == "None"
     assert got["cwd"] == str(target / "notebooks")
     assert (target / ".git").is_dir()
+
+
+def test_the_colab_cell_is_folded_and_no_placeholder_is_left():
+    """Readers see the set-up cell folded (JupyterLab hides its code, Colab shows a form with
+    its title), and no comment-only cell names a maintenance script."""
+    for path in sync.notebooks():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cell = sync.colab_cell(nb)
+        assert cell is not None, path.name
+        assert sync.cell_source(cell).startswith("# @title "), path.name
+        assert cell["metadata"].get("jupyter") == {"source_hidden": True}, path.name
+        assert cell["metadata"].get("cellView") == "form", path.name
+        assert not [c for c in nb["cells"] if sync.is_placeholder(c)], path.name
+
+
+def test_a_placeholder_is_dropped_and_a_learners_guess_is_kept(tmp_path):
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# 09 · A title"},
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "outputs": [],
+                "source": "# the Colab cell: scripts/sync_notebooks.py writes it",
+                "execution_count": None,
+            },
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "outputs": [],
+                "source": "# my guess:",
+                "execution_count": None,
+            },
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path = tmp_path / "09_test.ipynb"
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    assert sync.sync(path, sync.render_cell())
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    sources = [sync.cell_source(c) for c in cells]
+    assert "# my guess:" in sources and not any("writes it" in s for s in sources)
+    assert sync.colab_cell({"cells": cells})["metadata"]["cellView"] == "form"
+    assert not sync.sync(path, sync.render_cell())  # synced: nothing more to change
