@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -151,6 +152,21 @@ def same_numerics(record: dict, device=None) -> tuple[bool, str]:
     elif record["cpu"] != here:
         why.append(f"this CPU is {here}, the record's was {record['cpu']}")
     return not why, "; ".join(why)
+
+
+@contextmanager
+def threads(n: int):
+    """Run the block with torch on `n` threads, then give back the threads it had: a live
+    rerun of a record at the record's thread count, so that its sums run in the record's
+    order (and a rerun recorded on one thread does not slow down on a busy machine)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a whole number >= 1 (a record's 'threads'), got {n!r}.")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def start(seed: int = 0, device: str = "cpu") -> SimpleNamespace:

@@ -138,3 +138,20 @@ def test_same_numerics_says_when_a_rerun_must_match_its_record_and_why_not():
     assert not exact and "does not say which kind of CPU" in why
     exact, why = same_numerics(here, torch.device("meta"))
     assert not exact and "meta" in why
+
+
+def test_threads_runs_a_block_at_a_records_count_and_restores():
+    import torch
+
+    from helpers.runtime import threads
+
+    before = torch.get_num_threads()
+    with threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), threads(1):  # restored after an error too
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be"), threads(bad):
+            pass
