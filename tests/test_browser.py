@@ -3,12 +3,13 @@
 1. JupyterLab at 1280x800 with the file browser open: runs the attention notebook, checks
    that the picture, the prediction and every control are on screen together, then drives
    the view as a reader: a click on a patch (the query), the layer slider, the heads menu,
-   raw/rollout, the colour scale, the next test image (a round trip to the kernel) and an
-   upload, which must show its caution.
+   raw/rollout, the colour scale, the next test image (a round trip to the kernel), the
+   keyboard (arrow keys on the slider stay out of JupyterLab's shortcuts, a number typed +
+   Enter, an out-of-range number with its message) and an upload, which must show its caution.
 2. Without a kernel and without network (every non-file request aborted): the nbconvert
    HTML of the committed attention notebook, and a page written by the static export,
-   opened from file:// URLs. The explorer must draw and answer a layer change and a patch
-   click.
+   opened from file:// URLs. The explorer must draw and answer a layer change, a patch
+   click and the arrow keys on its layer slider.
 
 Screenshots go to tests/artifacts/ (gitignored). Needs Debian's Chromium at /usr/bin/chromium
 (no browser download): skipped without it, unless the CI environment variable is set, where
@@ -240,6 +241,54 @@ def _check_layer_and_patch(view, artifacts_prefix: str, timeout_s: float = 10) -
     _wait_for(view, "back to CLS", "el => el.dataset.query === '0'", timeout_s)
 
 
+def _focus_state(page) -> dict:
+    """Where JupyterLab stands: the active cell, the notebook's mode and the focused element."""
+    return page.evaluate(
+        """() => {
+        const cells = Array.from(document.querySelectorAll('.jp-Notebook .jp-Cell'));
+        const nb = document.querySelector('.jp-Notebook');
+        const a = document.activeElement;
+        return {
+          active: cells.findIndex((c) => c.classList.contains('jp-mod-active')),
+          mode: nb ? (nb.classList.contains('jp-mod-editMode') ? 'edit' : 'command') : null,
+          cells: cells.length,
+          focus: a ? a.className : null,
+        };
+    }"""
+    )
+
+
+def _shows_image(i: int) -> str:
+    """A predicate for _wait_for: the view shows test image #i (not #i0, #i1...)."""
+    return f"el => /test image #{i}\\b/.test(el.querySelector('.clsx-source').textContent)"
+
+
+def _check_layer_keys(view, timeout_s: float = 10) -> None:
+    """The focused layer slider answers the arrow keys (and keeps them: in JupyterLab
+    ArrowDown would otherwise select the next cell)."""
+    page = view.page
+    layer = view.locator("input.clsx-layer-input")
+    box = layer.bounding_box()  # a click at the track's start: layer 0, and the focus
+    page.mouse.click(box["x"] + 3, box["y"] + box["height"] / 2)
+    _wait_for(view, "layer 0", "el => el.dataset.layer === '0'", timeout_s)
+    assert layer.evaluate("el => el === document.activeElement"), "the slider has the focus"
+    before = _focus_state(page)
+    start = _canvas_pixels(view)
+    page.keyboard.press("ArrowRight")
+    _wait_for(view, "ArrowRight: layer 1", "el => el.dataset.layer === '1'", timeout_s)
+    assert "layer 1 " in _title(view) + " " and _canvas_pixels(view) != start
+    assert layer.input_value() == "1"
+    page.keyboard.press("ArrowDown")  # a notebook shortcut (next cell) when it escapes
+    _wait_for(view, "ArrowDown: layer 0", "el => el.dataset.layer === '0'", timeout_s)
+    page.keyboard.press("ArrowUp")
+    _wait_for(view, "ArrowUp: layer 1", "el => el.dataset.layer === '1'", timeout_s)
+    page.keyboard.press("ArrowLeft")
+    _wait_for(view, "ArrowLeft: layer 0", "el => el.dataset.layer === '0'", timeout_s)
+    page.wait_for_timeout(300)  # a stray shortcut would have acted by now
+    assert _focus_state(page) == before, "an arrow key reached JupyterLab"
+    assert layer.evaluate("el => el === document.activeElement"), "the slider kept the focus"
+
+
 # ---------------- 1. JupyterLab, live kernel ----------------
 
 
@@ -378,6 +427,45 @@ def _run_lab(page, server: JupyterLab, rel: str, tmp: Path) -> None:
     )
     assert "test image #1" in source.inner_text()
 
+    # the keyboard: the layer slider's arrow keys, a number typed + Enter, out of range
+    _check_layer_keys(view)
+    number = view.locator("input.clsx-index")
+    note = view.locator(".clsx-index-note")
+    number.click()
+    before = _focus_state(page)
+    start = _canvas_pixels(view)
+    number.fill("4")
+    number.press("Enter")  # no blur, no Tab: Enter alone shows the image
+    _wait_for(view, "Enter: test image #4", _shows_image(4), REDRAW_S)
+    page.wait_for_function(
+        "c => c.toDataURL() !== " + json.dumps(start),
+        arg=view.locator("canvas.clsx-canvas").element_handle(),
+        timeout=REDRAW_S * 1000,
+    )
+    assert number.evaluate("el => el === document.activeElement"), "Enter kept the focus"
+    assert _focus_state(page) == before, "typing + Enter reached JupyterLab"
+    assert note.inner_text().strip() == "", "no message for a number in range"
+    last = int(number.get_attribute("max"))
+    number.fill(str(last + 1000))
+    number.press("Enter")
+    _wait_for(view, "the clamped image", _shows_image(last), REDRAW_S)
+    assert note.is_visible() and f"images 0–{last}: showing {last}" in note.inner_text()
+    assert number.input_value() == str(last)
+    size = note.evaluate("el => parseFloat(getComputedStyle(el).fontSize)")
+    assert size >= 13, f"the message is {size} px"
+    box = note.bounding_box()
+    assert box["y"] + box["height"] <= VIEWPORT["height"], "the message is off screen"
+    page.screenshot(path=str(ARTIFACTS / "explorer_2b_lab_out_of_range.png"))
+    assert _focus_state(page) == before
+    number.fill("2")
+    number.press("Enter")
+    _wait_for(view, "Enter: test image #2", _shows_image(2), REDRAW_S)
+    assert note.inner_text().strip() == "", "a valid number clears the message"
+    number.blur()  # Tab / blur still commit
+    number.fill("3")
+    page.keyboard.press("Tab")
+    _wait_for(view, "Tab: test image #3", _shows_image(3), REDRAW_S)
+
     # an upload: a drawing on white, which the model was never trained on
     from PIL import Image, ImageDraw
 
@@ -428,6 +516,7 @@ def _check_static_page(page, url: str, name: str, errors: list) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}_0.png"))
     assert view.locator(".clsx-pick").count() >= 2, "the static view offers several images"
     _check_layer_and_patch(view, name)
+    _check_layer_keys(view)
     second = view.locator(".clsx-pick").nth(1)
     second.click()
     _wait_for(

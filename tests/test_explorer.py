@@ -453,3 +453,14 @@ def test_browser_view_titles_and_scale_match_python(model):
     out = json.loads(done.stdout)
     assert out["titles"] == [title_text(s, 2, geom) for s in states]
     assert out["nice"] == [nice_ceil(v) for v in values]
+
+
+def test_view_knows_the_image_range_and_a_bad_index_is_a_message(explorer, data):
+    """The view clamps a typed image number to 0..dataset_size-1 (and says so); a number
+    out of range that still reaches the kernel becomes a message, never a traceback."""
+    w = explorer.widget
+    assert w.meta["dataset_size"] == len(data) and w.meta["live"]
+    w.index = len(data) + 5
+    assert "out of range" in w.message and explorer.index == 3
+    w.index = len(data) - 1
+    assert explorer.index == len(data) - 1 and w.message == ""

@@ -381,21 +381,43 @@ function render({ model, el }) {
     const ims = get("images");
     if (meta.live) {
       if (!imageRow.firstChild) {
-        const num = h("input", { type: "number", min: 0, max: Math.max(0, meta.dataset_size - 1), class: "clsx-index" });
+        const N = Math.max(0, meta.dataset_size - 1);
+        const num = h("input", { type: "number", min: 0, max: N, step: 1, class: "clsx-index" });
+        const said = h("span", { class: "clsx-index-note", role: "status", "aria-live": "polite" });
+        let shown = null; // the value last committed: a blur after Enter commits nothing new
         const go = (delta) => {
-          const v = Math.max(0, Math.min(meta.dataset_size - 1, (Number(num.value) || 0) + delta));
-          num.value = v; msg.textContent = ""; put({ index: v });
+          const text = num.value.trim(), asked = Number(text);
+          if (delta === 0 && (text === "" || !Number.isFinite(asked))) {
+            const i = get("index");
+            num.value = i >= 0 ? i : "";
+            shown = num.value;
+            said.textContent = `images 0–${N}: type a whole number`;
+            return;
+          }
+          const want = Math.round(Number.isFinite(asked) ? asked : 0) + delta;
+          const v = Math.max(0, Math.min(N, want));
+          said.textContent = v !== want || (delta === 0 && !Number.isInteger(asked)) ? `images 0–${N}: showing ${v}` : "";
+          num.value = v; shown = num.value; msg.textContent = ""; put({ index: v });
         };
-        num.addEventListener("change", () => go(0));
+        num.addEventListener("change", () => { if (num.value !== shown) go(0); });
+        num.addEventListener("keydown", (ev) => {
+          if (ev.key !== "Enter" || ev.shiftKey || ev.ctrlKey || ev.altKey || ev.metaKey) return;
+          ev.preventDefault();
+          go(0);
+        });
         const prev = h("button", { type: "button", class: "clsx-prev", text: "◀", title: "previous test image" });
         const next = h("button", { type: "button", class: "clsx-next", text: "▶", title: "next test image" });
         prev.addEventListener("click", () => go(-1));
         next.addEventListener("click", () => go(1));
-        imageRow.append(h("span", { class: "clsx-label", text: "test image" }), prev, num, next);
+        imageRow.append(h("span", { class: "clsx-label", text: "test image" }), prev, num, next, said);
       }
       const num = imageRow.querySelector("input");
       const idx = get("index");
-      num.value = idx >= 0 ? idx : "";
+      // a redraw (a mouse move over the picture) must not wipe a number being typed
+      if (document.activeElement !== num || imageRow.dataset.index !== String(idx)) {
+        num.value = idx >= 0 ? idx : "";
+      }
+      imageRow.dataset.index = String(idx);
       num.placeholder = idx >= 0 ? "" : "yours";
     } else {
       imageRow.replaceChildren(h("span", { class: "clsx-label", text: "image" }), ...ims.map((im, i) => {
@@ -428,6 +450,29 @@ function render({ model, el }) {
   });
   canvas.addEventListener("mouseleave", () => { hoverTok = null; hover.textContent = ""; draw(); });
   layer.addEventListener("input", () => put({ layer: Number(layer.value) }));
+  // arrow keys step the layer (Up/Right: deeper), Home/End jump to the first/last layer
+  const LAYER_STEP = { ArrowRight: 1, ArrowUp: 1, PageUp: 1, ArrowLeft: -1, ArrowDown: -1, PageDown: -1 };
+  layer.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.altKey || ev.metaKey) return;
+    const n = get("meta").num_layers, now = get("layer");
+    let v;
+    if (ev.key in LAYER_STEP) v = now + LAYER_STEP[ev.key];
+    else if (ev.key === "Home") v = 0;
+    else if (ev.key === "End") v = n - 1;
+    else return;
+    ev.preventDefault();
+    v = Math.max(0, Math.min(n - 1, v));
+    if (v !== now) { layer.value = v; put({ layer: v }); }
+  });
+  // keys typed into the view's own controls stay there: JupyterLab's notebook shortcuts
+  // (arrows: other cell, Enter: edit mode, digits: cell type...) must not see them.
+  // Escape, Shift+Enter and Ctrl/Alt/Cmd combinations still reach JupyterLab.
+  root.addEventListener("keydown", (ev) => {
+    const t = ev.target;
+    if (!(t instanceof Element) || !t.matches("input, select, button, textarea")) return;
+    if (ev.key === "Escape" || ev.ctrlKey || ev.altKey || ev.metaKey || (ev.key === "Enter" && ev.shiftKey)) return;
+    ev.stopPropagation();
+  });
   head.addEventListener("change", () => { rawHead = null; put({ head: head.value }); });
 
   for (const k of ["layer", "head", "mode", "query", "scale", "image", "images", "message", "index"]) {
