@@ -322,12 +322,20 @@ def build(out: Path = OUT, notebooks: list[Path] | None = None) -> list[str]:
         if missing:
             warnings.append(f"{page.path.name}: code cells {missing} were never executed")
         (out / page.href).write_text(export(page), encoding="utf-8")
-        items.append(f'<li><a href="{page.href}">{site.html.escape(page.title)}</a></li>')
+        items.append(
+            f'<li class="map-item"><a class="map-title" href="{page.href}">'
+            f"{site.html.escape(page.title)}</a></li>"
+        )
+    # the index page in the site's style (its stylesheet travels with the decks)
+    shutil.copy2(site.TEMPLATES / "site.css", static / "site.css")
     (out / "index.html").write_text(
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{site.TITLE}: '
-        f"lectures</title></head><body><h1>{site.TITLE}: one lecture per notebook</h1>"
-        f"<ol>{''.join(items)}</ol><p>Keys: arrows or space to move, S for the speaker's "
-        "notes, F for full screen, Esc for the overview.</p></body></html>\n",
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{site.TITLE}: lectures</title>"
+        f'<link rel="stylesheet" href="{site.STATIC}/site.css"></head>'
+        f'<body class="site-home-page"><main><h1>{site.TITLE}: one lecture per notebook</h1>'
+        f'<ol class="series-map">{"".join(items)}</ol><p>Keys: arrows or space to move, S for '
+        "the speaker's notes, F for full screen, Esc for the overview.</p></main></body></html>\n",
         encoding="utf-8",
     )
     return warnings

@@ -56,6 +56,14 @@ def test_decks_build_and_link_only_their_own_files(decks):
     assert link_problems(out) == []
 
 
+def test_the_lectures_index_has_the_sites_style(decks):
+    out, _ = decks
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert f'href="{site.STATIC}/site.css"' in index and (out / site.STATIC / "site.css").is_file()
+    assert 'class="site-home-page"' in index
+    assert index.count('class="map-item"') == len(site.sync.notebooks())
+
+
 def test_mark_fills_only_cells_without_a_choice(tmp_path):
     src = ROOT / "notebooks" / f"{DECK}.ipynb"
     nb = json.loads(src.read_text(encoding="utf-8"))
