@@ -243,24 +243,36 @@ def test_knn_refuses_bad_labels():
 # ---------------------------------------------------------------- 7. the command
 
 
+TRAIN, ABLATIONS = ["--out", "m.pt"], ["--ablations", "--out", "a.json"]
+
+
 @pytest.mark.parametrize(
-    "args, match",
+    "command, args, match",
     [
-        (["--steps", "0"], "steps"),
-        (["--steps", "-5"], "steps"),
-        (["--seed", "-1"], "seed"),
-        (["--seed", str(2**32)], "seed"),
-        (["--collapse-steps", "-1"], "collapse-steps"),
-        (["--threads", "-1"], "threads"),
+        (TRAIN, ["--steps", "0"], "steps"),
+        (TRAIN, ["--steps", "-5"], "steps"),
+        (TRAIN, ["--seed", "-1"], "seed"),
+        (TRAIN, ["--seed", str(2**32)], "seed"),
+        (TRAIN, ["--collapse-steps", "-1"], "collapse-steps"),
+        (TRAIN, ["--threads", "-1"], "threads"),
+        (ABLATIONS, ["--only", "no centring"], "unknown 'no centring'; choose from"),
+        (ABLATIONS, ["--only", ","], "unknown (none given)"),
+        (ABLATIONS, ["--steps", "0"], "steps"),
+        (ABLATIONS, ["--seed", "-1"], "seed"),
+        (ABLATIONS, ["--seeds", "1,x"], "--seeds takes values separated by commas"),
+        (ABLATIONS, ["--seeds", "1,1"], "--seeds names 1 more than once"),
+        (ABLATIONS, ["--seeds", "1,-2"], "seed"),
+        (ABLATIONS, ["--threads", "-1"], "threads"),
     ],
 )
-def test_command_checks_before_any_data(tmp_path, monkeypatch, capsys, args, match):
+def test_commands_check_before_any_data(tmp_path, monkeypatch, capsys, command, args, match):
     def no_data(*a, **k):
         raise AssertionError("data were generated before the arguments were checked")
 
     monkeypatch.setattr(dino, "ShapesDataset", no_data)
+    command = [str(tmp_path / c) if c.endswith((".pt", ".json")) else c for c in command]
     with pytest.raises(SystemExit) as e:
-        dino.main(["--out", str(tmp_path / "m.pt"), *args])
+        dino.main([*command, *args])
     assert e.value.code == 2
     assert match in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
@@ -283,31 +295,6 @@ def test_a_nan_attention_map_is_refused_not_scored():
 
 
 # ---------------------------------------------------------------- 8. the ablations command
-
-
-@pytest.mark.parametrize(
-    "args, match",
-    [
-        (["--only", "no centring"], "unknown 'no centring'; choose from"),
-        (["--only", ","], "unknown (none given)"),
-        (["--steps", "0"], "steps"),
-        (["--seed", "-1"], "seed"),
-        (["--seeds", "1,x"], "--seeds takes values separated by commas"),
-        (["--seeds", "1,1"], "--seeds names 1 more than once"),
-        (["--seeds", "1,-2"], "seed"),
-        (["--threads", "-1"], "threads"),
-    ],
-)
-def test_ablations_check_before_any_data(tmp_path, monkeypatch, capsys, args, match):
-    def no_data(*a, **k):
-        raise AssertionError("data were generated before the arguments were checked")
-
-    monkeypatch.setattr(dino, "ShapesDataset", no_data)
-    with pytest.raises(SystemExit) as e:
-        dino.main(["--ablations", "--out", str(tmp_path / "a.json"), *args])
-    assert e.value.code == 2
-    assert match in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_ablations_want_a_json_record(tmp_path, capsys):

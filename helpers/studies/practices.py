@@ -484,31 +484,34 @@ def steps_to(curve_step, curve_acc, target) -> int | None:
     return None
 
 
+def _task_runs(task, methods, make, sets, budget, eval_every, seeds, progress) -> list[dict]:
+    """One fine-tuning task's runs, one per method and seed, each with its learning curve on
+    the curve set; `sets` = (train, val, curve val), datasets the task relabels."""
+    tr, va, cv = (TargetSet(d, task_labels(d, task)) for d in sets)
+    got = compare_configs(
+        {f"{task} · {m}": dict(method=m) for m in methods},
+        tr,
+        va,
+        budget,
+        seeds,
+        None,
+        progress,
+        make_model=make,
+        measure=lambda model, hist, start: curve(hist),
+        train_kwargs=dict(val_data=cv, eval_every=eval_every),
+    )
+    return [dict(r, task=task, method=r["name"].split(" · ")[1]) for r in got]
+
+
 def run_finetune(train_set, val, seeds=FEW_SEEDS, progress=True, checkpoint=None) -> list[dict]:
-    curve_val = ShapesDataset("val", n=N_CURVE)
+    sets = (train_set, val, ShapesDataset("val", n=N_CURVE))
     rows = []
     for task, k in FT_TASKS.items():
-        tr = TargetSet(train_set, task_labels(train_set, task))
-        va = TargetSet(val, task_labels(val, task))
-        cv = TargetSet(curve_val, task_labels(curve_val, task))
-        configs = {f"{task} · {m}": dict(method=m) for m in FT_METHODS}
 
         def make(overrides, base, k=k):
             return finetune_model(overrides["method"], k, checkpoint)
 
-        got = compare_configs(
-            configs,
-            tr,
-            va,
-            FT_BUDGET,
-            seeds,
-            None,
-            progress,
-            make_model=make,
-            measure=lambda model, hist, start: curve(hist),
-            train_kwargs=dict(val_data=cv, eval_every=FT_EVAL_EVERY),
-        )
-        rows += [dict(r, task=task, method=r["name"].split(" · ")[1]) for r in got]
+        rows += _task_runs(task, FT_METHODS, make, sets, FT_BUDGET, FT_EVAL_EVERY, seeds, progress)
     return rows
 
 
@@ -643,24 +646,10 @@ def run_finetune_long(train_set, val, seeds=FEW_SEEDS, progress=True, checkpoint
         model = finetune_model(method.removeprefix(PROBE_START), FT_TASKS[task], checkpoint)
         return probe_as_head(model, probes[task]) if method.startswith(PROBE_START) else model
 
-    tr = TargetSet(train_set, task_labels(train_set, task))
-    va, cv = (
-        TargetSet(val, task_labels(val, task)),
-        TargetSet(curve_val, task_labels(curve_val, task)),
+    sets = (train_set, val, curve_val)
+    runs = _task_runs(
+        task, FT_LONG_RUNS, make, sets, FT_LONG_BUDGET, FT_LONG_EVAL_EVERY, seeds, progress
     )
-    got = compare_configs(
-        {f"{task} · {m}": dict(method=m) for m in FT_LONG_RUNS},
-        tr,
-        va,
-        FT_LONG_BUDGET,
-        seeds,
-        None,
-        progress,
-        make_model=make,
-        measure=lambda model, hist, start: curve(hist),
-        train_kwargs=dict(val_data=cv, eval_every=FT_LONG_EVAL_EVERY),
-    )
-    runs = [dict(r, task=task, method=r["name"].split(" · ")[1]) for r in got]
     return {"converged": converged, "runs": runs}
 
 
